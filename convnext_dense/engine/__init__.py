@@ -1,0 +1,4 @@
+"""Training-side pieces registered in the ``convnext_dense`` scope."""
+from convnext_dense.engine.layer_decay import LearningRateDecayOptimizerConstructor
+
+__all__ = ['LearningRateDecayOptimizerConstructor']

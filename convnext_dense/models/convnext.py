@@ -1,0 +1,319 @@
+"""ConvNeXt backbone for dense prediction.
+
+A ConvNet for the 2020s, Liu et al., CVPR 2022 (https://arxiv.org/abs/2201.03545), and the GRN block of
+ConvNeXt V2, Woo et al., CVPR 2023 (https://arxiv.org/abs/2301.00808).
+
+The backbone returns one normalized feature map per requested stage (strides 4, 8, 16, 32) and keeps the
+official parameter names (``downsample_layers.*``, ``stages.i.j.*``, ``norm{i}``), which pretrained
+checkpoints and every layer-wise learning-rate decay rule depend on. It imports torch and mmengine only, so
+any mm-style project can use it.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+
+from convnext_dense.registry import MODELS
+
+# name -> (depths per stage, channels per stage); atto..huge as in ConvNeXt V2, tiny..xlarge as in V1.
+ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
+    'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
+    'femto': ((2, 2, 6, 2), (48, 96, 192, 384)),
+    'pico': ((2, 2, 6, 2), (64, 128, 256, 512)),
+    'nano': ((2, 2, 8, 2), (80, 160, 320, 640)),
+    'tiny': ((3, 3, 9, 3), (96, 192, 384, 768)),
+    'small': ((3, 3, 27, 3), (96, 192, 384, 768)),
+    'base': ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    'large': ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    'xlarge': ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+    'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
+}
+
+NUM_STAGES = 4
+STEM_STRIDE = 4
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor.
+
+    Args:
+        num_channels: Number of channels C.
+        eps: Added to the variance for numerical stability.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GlobalResponseNorm(nn.Module):
+    """Global Response Normalization of ConvNeXt V2, on channels-last (NHWC) tensors.
+
+    Parameter names and shapes follow the official V2 code (``gamma``, ``beta`` of shape 1x1x1xC).
+
+    Args:
+        channels: Number of channels C.
+        eps: Added to the mean response for numerical stability.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, channels))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        response = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        normalized = response / (response.mean(dim=-1, keepdim=True) + self.eps)
+        return self.gamma * (x * normalized) + self.beta + x
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample during training.
+
+    Args:
+        drop_prob: Probability of dropping the branch.
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * mask.div_(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class Block(nn.Module):
+    """ConvNeXt block: 7x7 depthwise conv, LayerNorm, 4x MLP (with GRN in V2), layer scale, residual.
+
+    Args:
+        channels: Input and output channels.
+        drop_path: Stochastic depth rate of this block.
+        layer_scale_init_value: Initial value of the per-channel ``gamma``; 0 or less disables it.
+        use_grn: Insert Global Response Normalization after the activation (ConvNeXt V2).
+        mlp_ratio: Hidden width of the MLP relative to ``channels``.
+    """
+
+    def __init__(self, channels: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6,
+                 use_grn: bool = False, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        hidden = int(mlp_ratio * channels)
+        self.dwconv = nn.Conv2d(channels, channels, kernel_size=7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, hidden)
+        self.act = nn.GELU()
+        self.grn = GlobalResponseNorm(hidden) if use_grn else None
+        self.pwconv2 = nn.Linear(hidden, channels)
+        self.gamma = (nn.Parameter(torch.full((channels,), float(layer_scale_init_value)))
+                      if layer_scale_init_value > 0 else None)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.dwconv(x).permute(0, 2, 3, 1)  # the MLP runs on channels-last
+        x = self.act(self.pwconv1(self.norm(x)))
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.pwconv2(x)
+        if self.gamma is not None:
+            x = x * self.gamma
+        return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
+
+
+def resolve_arch(arch: Union[str, dict]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Returns ``(depths, channels)`` for an arch name or a ``dict(depths=..., channels=...)``.
+
+    Args:
+        arch: One of :data:`ARCH_SETTINGS` or a dict with four depths and four channel widths.
+
+    Raises:
+        ValueError: Unknown name, missing keys, or depths and channels of different or wrong length.
+    """
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'ConvNeXt: unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
+                             f'or pass dict(depths=(...), channels=(...)).')
+        return ARCH_SETTINGS[arch]
+    if not isinstance(arch, dict) or not {'depths', 'channels'} <= set(arch):
+        raise ValueError(f'ConvNeXt: arch must be one of {sorted(ARCH_SETTINGS)} or '
+                         f'dict(depths=(...), channels=(...)), got {arch!r}.')
+    depths, channels = tuple(arch['depths']), tuple(arch['channels'])
+    if len(depths) != NUM_STAGES or len(channels) != NUM_STAGES:
+        raise ValueError(f'ConvNeXt: arch needs {NUM_STAGES} depths and {NUM_STAGES} channels, got '
+                         f'depths={depths} and channels={channels}; or use one of {sorted(ARCH_SETTINGS)}.')
+    return depths, channels
+
+
+@MODELS.register_module()
+class ConvNeXt(BaseModule):
+    """ConvNeXt (V1, or V2 with ``use_grn=True``) returning multi-scale normalized features.
+
+    Output ``i`` has ``channels[i]`` channels and stride ``4 * 2**i`` (4, 8, 16, 32) and passes through its
+    own channels-first LayerNorm ``norm{i}``. Inputs of any size of at least 32x32 work: each downsampling
+    (4x4 stride-4 stem, 2x2 stride-2 between stages) floors, so for H, W not multiples of 32 the last rows
+    and columns that do not fill a patch are dropped (output ``i`` is ``H // 4 // 2**i`` high). mmdet and
+    mmseg pad inputs to a multiple of 32 in their data preprocessors, where no pixel is dropped.
+
+    Args:
+        arch: An :data:`ARCH_SETTINGS` name (``'atto'`` ... ``'huge'``) or ``dict(depths, channels)``.
+        in_channels: Channels of the input image.
+        out_indices: Stages whose normalized outputs are returned; negative indices count from the end.
+        drop_path_rate: Stochastic depth rate of the last block; it grows linearly from 0 over all blocks.
+        layer_scale_init_value: Initial layer scale ``gamma``; 0 disables layer scale (ConvNeXt V2 uses 0).
+        use_grn: Use ConvNeXt V2 blocks with Global Response Normalization.
+        frozen_stages: Freeze (no gradients, eval mode) downsample layers and stages ``0 .. frozen_stages-1``;
+            -1 or 0 freezes nothing.
+        with_cp: Run each block under activation checkpointing: same outputs and gradients, less memory.
+        init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
+            facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
+            ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 drop_path_rate: float = 0.0,
+                 layer_scale_init_value: float = 1e-6,
+                 use_grn: bool = False,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = arch
+        self.depths, self.channels = resolve_arch(arch)
+        self.out_indices = self._normalize_out_indices(out_indices)
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'ConvNeXt: frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}.')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate}.')
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+        self.use_grn = use_grn
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(nn.Sequential(
+            nn.Conv2d(in_channels, self.channels[0], kernel_size=STEM_STRIDE, stride=STEM_STRIDE),
+            LayerNorm2d(self.channels[0])))
+        for i in range(1, NUM_STAGES):
+            self.downsample_layers.append(nn.Sequential(
+                LayerNorm2d(self.channels[i - 1]),
+                nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2)))
+
+        # On the CPU so that building under ``torch.device('meta')`` (cheap param/FLOP counts) works.
+        rates = torch.linspace(0, drop_path_rate, sum(self.depths), device='cpu').tolist()
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(self.depths):
+            first = sum(self.depths[:i])
+            self.stages.append(nn.Sequential(*[
+                Block(self.channels[i], drop_path=rates[first + j],
+                      layer_scale_init_value=layer_scale_init_value, use_grn=use_grn)
+                for j in range(depth)]))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', LayerNorm2d(self.channels[i]))
+
+        self._freeze_stages()
+
+    def _normalize_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        normalized = []
+        for index in out_indices:
+            if not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(f'ConvNeXt: out_indices entry {index} is out of range; valid are '
+                                 f'{-NUM_STAGES}..{NUM_STAGES - 1} (stages 0-3, negatives from the end).')
+            normalized.append(index % NUM_STAGES)
+        if not normalized:
+            raise ValueError('ConvNeXt: out_indices is empty; name at least one stage in 0..3.')
+        if len(set(normalized)) != len(normalized):
+            raise ValueError(f'ConvNeXt: out_indices {tuple(out_indices)} name a stage twice.')
+        return tuple(sorted(normalized))
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each returned feature map, in output order (e.g. FPN ``in_channels``)."""
+        return tuple(self.channels[i] for i in self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        """Stride of each returned feature map relative to the input, in output order."""
+        return tuple(STEM_STRIDE * 2 ** i for i in self.out_indices)
+
+    @property
+    def feature_info(self) -> List[dict]:
+        """timm-style description of the outputs: ``num_chs``, ``reduction`` and ``module`` per output."""
+        return [dict(num_chs=c, reduction=s, module=f'norm{i}')
+                for i, c, s in zip(self.out_indices, self.out_channels, self.out_strides)]
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        return [m for i in range(max(self.frozen_stages, 0))
+                for m in (self.downsample_layers[i], self.stages[i])]
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ConvNeXt':
+        """Sets training mode, keeping frozen stages in eval mode; returns ``self``."""
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def init_weights(self) -> None:
+        """Loads a pretrained checkpoint of any supported layout, or initialises as the official code."""
+        pretrained = self.init_cfg if isinstance(self.init_cfg, dict) else None
+        if pretrained is not None and pretrained.get('type') == 'Pretrained':
+            from convnext_dense.models.checkpoint import load_pretrained
+            load_pretrained(self, pretrained['checkpoint'], prefix=pretrained.get('prefix'),
+                            map_location=pretrained.get('map_location', 'cpu'), ema=pretrained.get('ema', False))
+            self._is_init = True
+            return
+        if self.init_cfg is None:
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                    nn.init.zeros_(module.bias)
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            for block in stage:
+                # use_reentrant=False restores the RNG state, so drop path recomputes the same mask.
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            return x
+        return stage(x)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Returns the normalized feature maps of ``out_indices``, NCHW, strides 4/8/16/32."""
+        if x.dim() != 4 or x.shape[1] != self.downsample_layers[0][0].in_channels:
+            raise ValueError(f'ConvNeXt expects an N x {self.downsample_layers[0][0].in_channels} x H x W '
+                             f'input, got shape {tuple(x.shape)}.')
+        if min(x.shape[-2:]) < STEM_STRIDE * 2 ** (NUM_STAGES - 1):
+            raise ValueError(f'ConvNeXt needs inputs of at least 32x32, got {tuple(x.shape[-2:])}.')
+        outs = []
+        for i in range(NUM_STAGES):
+            x = self._run_stage(self.stages[i], self.downsample_layers[i](x))
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+            if i == self.out_indices[-1]:
+                break
+        return tuple(outs)

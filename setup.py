@@ -1,0 +1,35 @@
+"""Install metadata for convnext_dense (DESIGN.md §2)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r"__version__ = '([^']+)'",
+                    Path(__file__).with_name('convnext_dense').joinpath('version.py').read_text()).group(1)
+
+# mmcv 2.1.0 is compiled by tools/setup_env.sh against the installed torch (PyPI has it as source only),
+# so it is not listed here: pip would otherwise try to build it in an isolated environment.
+CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib']
+DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
+# mmseg 1.2 imports ftfy and regex at import time without declaring them.
+SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
+# timm and mmpretrain are independent references in tests only (mmpretrain breaks with transformers 5).
+TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore']
+
+setup(
+    name='convnext_dense',
+    version=VERSION,
+    description='ConvNeXt backbones for COCO detection and ADE20K segmentation on the OpenMMLab stack',
+    long_description=Path(__file__).with_name('README.md').read_text(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['convnext_dense', 'convnext_dense.*']),
+    install_requires=CORE,
+    extras_require={
+        'det': DET,
+        'seg': SEG,
+        'tests': TESTS,
+        'all': DET + SEG,
+    },
+    license='Apache-2.0',
+)

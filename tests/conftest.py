@@ -1,0 +1,25 @@
+"""Shared pytest settings: deterministic, single-process torch so tests behave the same on 2 cores."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# A copy of shared/fixtures/convnext_checkpoint_layouts.json, so a clone tests on its own.
+FIXTURES = REPO_ROOT / 'tests' / 'fixtures'
+# tools/ are scripts, not a package: tests import them by path.
+sys.path.insert(0, str(REPO_ROOT / 'tools'))
+os.environ.setdefault('PYTHONHASHSEED', '0')
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO_ROOT

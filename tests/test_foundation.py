@@ -1,0 +1,60 @@
+"""The foundation: a light import, mmcv's compiled ops, registry scopes and the env report."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+from convnext_dense.models import ConvNeXt
+
+
+def test_import_does_not_pull_mmdet_or_mmseg():
+    code = ('import sys, convnext_dense; '
+            'heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmseg", "mmcv")); '
+            'print(heavy); sys.exit(1 if heavy else 0)')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, f'importing convnext_dense imported {result.stdout} {result.stderr}'
+
+
+def test_mmcv_compiled_ops_run():
+    from mmcv.ops import RoIAlign, nms
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    _, keep = nms(boxes, scores, iou_threshold=0.5)
+    assert keep.tolist() == [0, 2]
+    features = torch.arange(16.0).reshape(1, 1, 4, 4)
+    rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]])
+    pooled = RoIAlign(output_size=(2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=True)(features, rois)
+    assert pooled.shape == (1, 1, 2, 2)
+    # The 4x4 ramp averaged over each 2x2 quadrant.
+    assert torch.allclose(pooled.flatten(), torch.tensor([2.5, 4.5, 10.5, 12.5]))
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_backbone_resolves_from_downstream_default_scope(scope):
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        backbone = MODELS.build(dict(type='convnext_dense.ConvNeXt', arch='atto', out_indices=(1, 3)))
+    assert isinstance(backbone, ConvNeXt)
+    assert backbone.out_channels == (80, 320)
+
+
+def test_optimizer_constructor_resolves_from_mmdet_scope():
+    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    from convnext_dense.engine import LearningRateDecayOptimizerConstructor
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        found = OPTIM_WRAPPER_CONSTRUCTORS.get('convnext_dense.LearningRateDecayOptimizerConstructor')
+    assert found is LearningRateDecayOptimizerConstructor
+
+
+def test_env_report_names_the_stack():
+    result = subprocess.run([sys.executable, '-m', 'convnext_dense.env', '--check'],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ('python', 'torch', 'torchvision', 'mmcv', 'mmengine', 'mmdet', 'mmseg', 'timm'):
+        assert any(line.startswith(name + ' ') for line in result.stdout.splitlines()), name
+    assert 'compiled ops load' in result.stdout
