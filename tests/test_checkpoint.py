@@ -1,0 +1,295 @@
+"""Pretrained checkpoints: equivalence with timm and mmpretrain, every public layout, wrappers, the report
+and refusals."""
+import json
+import logging
+import re
+from typing import Dict, List
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import FIXTURES
+from mmengine.logging import MMLogger
+
+from convnext_dense.models import ConvNeXt
+from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_state_dict,
+                                              load_pretrained, summarize_keys)
+
+SMALL_ARCH = dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))
+LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
+# What each public layout holds beyond our backbone, reported as ignored.
+EXTRA_KEYS = {
+    'facebook': {'norm.weight', 'norm.bias', 'head.weight', 'head.bias'},
+    'timm': {'head.norm.weight', 'head.norm.bias', 'head.fc.weight', 'head.fc.bias'},
+    'mmpretrain': {'backbone.norm3.weight', 'backbone.norm3.bias', 'head.fc.weight', 'head.fc.bias'},
+}
+
+
+def randomize_(model: nn.Module) -> nn.Module:
+    """Random, non-trivial values everywhere (layer scale and norms included) so a missed key shows."""
+    torch.manual_seed(123)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('gamma') or (param.dim() == 1 and name.endswith('weight')):
+                param.uniform_(0.5, 1.5)
+            elif param.dim() == 1:
+                param.normal_(0, 0.1)
+    return model
+
+
+def normalized_over_channels(x: torch.Tensor) -> torch.Tensor:
+    """What our freshly initialised output norms do: LayerNorm over C of an NCHW map, eps 1e-6."""
+    return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+
+
+def ours_from(path, arch, **kwargs) -> ConvNeXt:
+    model = ConvNeXt(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('timm_name,arch,use_grn', [('convnext_tiny', 'tiny', False),
+                                                    ('convnext_small', 'small', False),
+                                                    ('convnextv2_atto', 'atto', True)])
+def test_matches_timm_stage_outputs(tmp_path, timm_name, arch, use_grn):
+    timm = pytest.importorskip('timm')
+    reference = randomize_(timm.create_model(timm_name, pretrained=False)).eval()
+    path = tmp_path / 'timm.pth'
+    torch.save(reference.state_dict(), path)
+    ours = ours_from(path, arch, use_grn=use_grn, layer_scale_init_value=0.0 if use_grn else 1e-6)
+
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        stage_outputs = reference.forward_intermediates(x, intermediates_only=True)
+        outputs = ours(x)
+    assert len(outputs) == len(stage_outputs) == 4
+    for ours_out, timm_out in zip(outputs, stage_outputs):
+        torch.testing.assert_close(ours_out, normalized_over_channels(timm_out), atol=1e-5, rtol=1e-5)
+
+
+def test_matches_mmpretrain_including_output_norms(tmp_path):
+    from mmpretrain.models.backbones import ConvNeXt as MMPretrainConvNeXt
+    reference = MMPretrainConvNeXt(arch='tiny', out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
+    randomize_(reference).eval()
+    path = tmp_path / 'mmpretrain.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in reference.state_dict().items()},
+                'meta': {'epoch': 300}}, path)
+    ours = ours_from(path, 'tiny')
+    torch.testing.assert_close(ours.norm2.weight, reference.norm2.weight, atol=0, rtol=0)
+
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        expected = reference(x)
+        outputs = ours(x)
+    assert len(outputs) == len(expected) == 4
+    for ours_out, reference_out in zip(outputs, expected):
+        torch.testing.assert_close(ours_out, reference_out, atol=1e-5, rtol=1e-5)
+
+
+def fixture_state_dict(layout_name: str) -> Dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return {key: torch.randn(shape, generator=generator) for key, shape in LAYOUTS[layout_name].items()}
+
+
+def wrap(layout: str, state_dict: Dict[str, torch.Tensor]) -> dict:
+    return {'facebook': {'model': state_dict}, 'timm': state_dict,
+            'mmpretrain': {'state_dict': state_dict, 'meta': {}}}[layout]
+
+
+@pytest.mark.parametrize('layout_name', sorted(LAYOUTS))
+def test_every_public_layout_converts_with_no_missing_backbone_key(layout_name):
+    layout, arch = layout_name.split('/')
+    source = fixture_state_dict(layout_name)
+    conversion = convert_state_dict(wrap(layout, source))
+    with torch.device('meta'):
+        model = ConvNeXt(arch)
+    report = compare_with_model(conversion, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+
+    assert conversion.layout == layout
+    assert report.missing == [] and report.unexpected == [] and report.mismatched == []
+    assert set(report.ignored) == EXTRA_KEYS[layout]
+    assert set(report.initialized) == {f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')}
+    assert len(report.loaded) == len(source) - len(EXTRA_KEYS[layout])
+    # Values travel unchanged to the renamed key.
+    source_key = {'facebook': 'stages.2.4.pwconv1.weight', 'timm': 'stages.2.blocks.4.mlp.fc1.weight',
+                  'mmpretrain': 'backbone.stages.2.4.pointwise_conv1.weight'}[layout]
+    assert conversion.state_dict['stages.2.4.pwconv1.weight'] is source[source_key]
+
+
+@pytest.mark.parametrize('layout', ['facebook', 'timm', 'mmpretrain'])
+def test_tiny_layouts_load_end_to_end_through_init_cfg(tmp_path, layout):
+    source = fixture_state_dict(f'{layout}/tiny')
+    path = tmp_path / f'{layout}.pth'
+    torch.save(wrap(layout, source), path)
+    model = ours_from(path, 'tiny')
+    stem_key = {'facebook': 'downsample_layers.0.0.weight', 'timm': 'stem.0.weight',
+                'mmpretrain': 'backbone.downsample_layers.0.0.weight'}[layout]
+    gamma_key = {'facebook': 'stages.3.2.gamma', 'timm': 'stages.3.blocks.2.gamma',
+                 'mmpretrain': 'backbone.stages.3.2.gamma'}[layout]
+    torch.testing.assert_close(model.downsample_layers[0][0].weight, source[stem_key], atol=0, rtol=0)
+    torch.testing.assert_close(model.stages[3][2].gamma, source[gamma_key], atol=0, rtol=0)
+    torch.testing.assert_close(model.norm1.weight, torch.ones(192))
+
+
+@pytest.fixture
+def small_state_dict() -> Dict[str, torch.Tensor]:
+    return randomize_(ConvNeXt(SMALL_ARCH)).state_dict()
+
+
+@pytest.mark.parametrize('wrapper', [
+    lambda sd: sd,
+    lambda sd: {'state_dict': {'module.' + k: v for k, v in sd.items()}},
+    lambda sd: {'model': {'_orig_mod.' + k: v for k, v in sd.items()}},
+    lambda sd: {'state_dict_ema': sd},
+    lambda sd: {'model_ema': {'module._orig_mod.' + k: v for k, v in sd.items()}, 'epoch': 3},
+    lambda sd: {'state_dict': {**{'backbone.' + k: v for k, v in sd.items()}, 'neck.conv.weight': torch.ones(1)}},
+    lambda sd: {'state_dict': {'backbone._orig_mod.' + k: v for k, v in sd.items()}},
+], ids=['bare', 'ddp', 'compiled', 'timm-ema', 'facebook-ema', 'mmdet-model', 'compiled-backbone'])
+def test_wrappers_and_prefixes_are_removed(small_state_dict, wrapper):
+    conversion = convert_state_dict(wrapper(small_state_dict))
+    assert conversion.layout == 'convnext_dense'
+    assert conversion.state_dict.keys() == small_state_dict.keys()
+    assert conversion.leftover == []
+    for key, value in small_state_dict.items():
+        assert conversion.state_dict[key] is value
+
+
+def test_main_weights_are_preferred_over_ema_unless_asked(small_state_dict):
+    ema = {k: v + 1 for k, v in small_state_dict.items()}
+    checkpoint = {'model': small_state_dict, 'model_ema': ema}
+    assert convert_state_dict(checkpoint).state_dict['norm0.bias'] is small_state_dict['norm0.bias']
+    assert convert_state_dict(checkpoint, ema=True).state_dict['norm0.bias'] is ema['norm0.bias']
+
+
+def test_init_cfg_prefix_selects_and_strips(tmp_path, small_state_dict):
+    path = tmp_path / 'detector.pth'
+    torch.save({'state_dict': {**{'teacher.backbone.' + k: v for k, v in small_state_dict.items()},
+                               'backbone.norm0.weight': torch.zeros(8)}}, path)
+    model = ConvNeXt(SMALL_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                               prefix='teacher.backbone'))
+    model.init_weights()
+    torch.testing.assert_close(model.norm0.weight, small_state_dict['norm0.weight'], atol=0, rtol=0)
+    with pytest.raises(KeyError, match="'student.'"):
+        load_pretrained(ConvNeXt(SMALL_ARCH), str(path), prefix='student')
+
+
+def test_v2_grn_is_reshaped_from_timm_and_mmpretrain_vectors():
+    source = {'stages.0.blocks.0.mlp.grn.weight': torch.arange(32.0), 'stem.0.weight': torch.ones(8, 3, 4, 4),
+              'stages.0.blocks.0.mlp.fc1.weight': torch.ones(32, 8, 1, 1)}
+    converted = convert_state_dict(source).state_dict
+    assert converted['stages.0.0.grn.gamma'].shape == (1, 1, 1, 32)
+    assert converted['stages.0.0.grn.gamma'].flatten().tolist() == list(range(32))
+    assert converted['stages.0.0.pwconv1.weight'].shape == (32, 8)
+    mmpretrain = convert_state_dict({'state_dict': {'backbone.stages.1.0.grn.beta': torch.ones(64),
+                                                    'backbone.stages.1.0.depthwise_conv.bias': torch.ones(16)}})
+    assert mmpretrain.state_dict['stages.1.0.grn.beta'].shape == (1, 1, 1, 64)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_load_logs_one_report_naming_ignored_and_initialized_keys(tmp_path):
+    source = fixture_state_dict('timm/tiny')
+    path = tmp_path / 'timm_tiny.pth'
+    torch.save(source, path)
+    logger = MMLogger.get_current_instance()
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        report = load_pretrained(ConvNeXt('tiny', out_indices=(2, 3)), str(path))
+    finally:
+        logger.removeHandler(handler)
+    assert len(handler.messages) == 1
+    message = handler.messages[0]
+    assert 'layout: timm' in message and f'loaded {len(source) - 4} tensors' in message
+    assert 'ignored (classifier head / final norm / not backbone): head.norm.{weight,bias}, ' \
+           'head.fc.{weight,bias}' in message
+    assert 'initialized (output norms not in the checkpoint): norm2.{weight,bias}, norm3.{weight,bias}' in message
+    assert 'missing: none' in message and 'unexpected: none' in message and 'shape mismatched: none' in message
+    assert report.initialized == ['norm2.weight', 'norm2.bias', 'norm3.weight', 'norm3.bias']
+
+
+def test_another_arch_is_refused_naming_mismatches_and_loads_nothing(tmp_path):
+    path = tmp_path / 'base.pth'
+    torch.save({'model': {k: torch.zeros(s) for k, s in LAYOUTS['facebook/base'].items()}}, path)
+    model = ConvNeXt('tiny')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_pretrained(model, str(path))
+    message = str(error.value)
+    assert "seems to be arch 'base'" in message
+    assert 'downsample_layers.0.0.weight checkpoint [128, 3, 4, 4] vs model [96, 3, 4, 4]' in message
+    assert 'nothing was loaded' in message
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_v1_checkpoint_into_v2_model_is_refused(tmp_path, small_state_dict):
+    path = tmp_path / 'v1.pth'
+    torch.save(small_state_dict, path)
+    with pytest.raises(CheckpointMismatchError, match=r'missing from the checkpoint, first: stages\.0\.0\.grn'):
+        load_pretrained(ConvNeXt(SMALL_ARCH, use_grn=True), str(path))
+    with pytest.raises(CheckpointMismatchError, match=r'backbone keys the model lacks, first: stages\.0\.0\.gamma'):
+        load_pretrained(ConvNeXt(SMALL_ARCH, layer_scale_init_value=0), str(path))
+
+
+def test_unused_output_norms_are_ignored_and_unknown_keys_unexpected(tmp_path, small_state_dict):
+    path = tmp_path / 'ours.pth'
+    torch.save({**small_state_dict, 'pos_embed': torch.ones(1)}, path)
+    report = load_pretrained(ConvNeXt(SMALL_ARCH, out_indices=(3,)), str(path))
+    assert report.ignored == ['norm0.weight', 'norm0.bias', 'norm1.weight', 'norm1.bias', 'norm2.weight',
+                              'norm2.bias']
+    assert report.unexpected == ['pos_embed']
+    assert report.missing == [] and report.initialized == []
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / 'nope.pth'
+    model = ConvNeXt(SMALL_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(missing)))
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        model.init_weights()
+
+
+def test_pickled_code_is_refused(tmp_path, small_state_dict):
+    path = tmp_path / 'unsafe.pth'
+    torch.save({'state_dict': small_state_dict, 'hook': _Records}, path)
+    with pytest.raises(RuntimeError, match='weights_only'):
+        load_pretrained(ConvNeXt(SMALL_ARCH), str(path))
+
+
+
+def to_timm_names(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.startswith('norm'):
+            continue
+        key = re.sub(r'^downsample_layers\.0\.', 'stem.', key)
+        key = re.sub(r'^downsample_layers\.(\d)\.', r'stages.\1.downsample.', key)
+        key = re.sub(r'^stages\.(\d)\.(\d+)\.', r'stages.\1.blocks.\2.', key)
+        renamed[key.replace('.dwconv.', '.conv_dw.').replace('.pwconv', '.mlp.fc')] = value
+    return renamed
+
+
+def test_pretrained_inside_an_init_cfg_list_still_converts(tmp_path, small_state_dict):
+    path = tmp_path / 'timm_small.pth'
+    torch.save(to_timm_names(small_state_dict), path)
+    model = ConvNeXt(SMALL_ARCH, init_cfg=[dict(type='Constant', layer='Conv2d', val=3.0),
+                                           dict(type='Pretrained', checkpoint=str(path))])
+    model.init_weights()
+    for key, value in model.state_dict().items():
+        if not key.startswith('norm'):
+            torch.testing.assert_close(value, small_state_dict[key], atol=0, rtol=0, msg=key)
+
+
+def test_report_key_summary_groups_modules_and_folds_large_subtrees():
+    assert summarize_keys([]) == 'none'
+    assert summarize_keys(['head.fc.weight', 'head.fc.bias', 'pos_embed']) == 'head.fc.{weight,bias}, pos_embed'
+    neck = [f'neck.lateral_convs.{i}.conv.weight' for i in range(10)]
+    assert summarize_keys(neck + ['pos_embed']) == 'neck.* (10), pos_embed'

@@ -1,0 +1,239 @@
+"""The ConvNeXt backbone: output contract, arguments, training behaviour, build through mm registries, and
+params / FLOPs against the paper."""
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+
+from convnext_dense.models import ARCH_SETTINGS, ConvNeXt
+
+SMALL_ARCH = dict(depths=(1, 1, 3, 1), channels=(8, 16, 32, 64))
+
+
+def small_convnext(**kwargs) -> ConvNeXt:
+    model = ConvNeXt(arch=SMALL_ARCH, **kwargs)
+    model.init_weights()
+    return model
+
+
+def test_outputs_are_normalized_nchw_maps_at_strides_4_to_32():
+    model = small_convnext(out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        outs = model(x)
+    assert isinstance(outs, tuple) and len(outs) == 4
+    assert model.out_channels == (8, 16, 32, 64)
+    assert model.out_strides == (4, 8, 16, 32)
+    for out, channels, stride in zip(outs, model.out_channels, model.out_strides):
+        assert out.shape == (2, channels, 64 // stride, 96 // stride)
+        # norm{i} at init (weight 1, bias 0) leaves every pixel with zero mean over channels.
+        torch.testing.assert_close(out.mean(dim=1), torch.zeros_like(out[:, 0]), atol=1e-5, rtol=0)
+    assert [info['num_chs'] for info in model.feature_info] == [8, 16, 32, 64]
+    assert [info['reduction'] for info in model.feature_info] == [4, 8, 16, 32]
+
+
+def test_official_parameter_names():
+    names = set(dict(ConvNeXt('tiny').named_parameters()))
+    for name in ('downsample_layers.0.0.weight', 'downsample_layers.0.1.bias', 'downsample_layers.3.1.weight',
+                 'stages.2.8.dwconv.weight', 'stages.2.8.norm.weight', 'stages.2.8.pwconv1.weight',
+                 'stages.2.8.pwconv2.bias', 'stages.2.8.gamma', 'norm0.weight', 'norm3.bias'):
+        assert name in names
+
+
+@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+def test_arch_table(arch):
+    with torch.device('meta'):
+        model = ConvNeXt(arch)
+    depths, channels = ARCH_SETTINGS[arch]
+    assert tuple(len(stage) for stage in model.stages) == depths
+    assert model.out_channels == channels
+
+
+@pytest.mark.parametrize('arch', ['tinny', dict(depths=(3, 3, 9), channels=(96, 192, 384, 768)),
+                                  dict(depths=(3, 3, 9, 3)), 7])
+def test_bad_arch_names_the_valid_choices(arch):
+    with pytest.raises(ValueError, match='tiny'):
+        ConvNeXt(arch)
+
+
+def test_out_indices_negative_sorted_and_caller_list_untouched():
+    requested = [-1, 1]
+    model = small_convnext(out_indices=requested)
+    assert requested == [-1, 1]
+    assert model.out_indices == (1, 3)
+    assert not hasattr(model, 'norm0') and hasattr(model, 'norm3')
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [16, 64]
+
+
+@pytest.mark.parametrize('out_indices', [(4,), (-5,), (0, 0), ()])
+def test_bad_out_indices(out_indices):
+    with pytest.raises(ValueError, match='out_indices'):
+        ConvNeXt(SMALL_ARCH, out_indices=out_indices)
+
+
+def test_drop_path_rate_grows_linearly_over_all_blocks():
+    model = ConvNeXt(SMALL_ARCH, drop_path_rate=0.3)
+    rates = [getattr(block.drop_path, 'drop_prob', 0.0) for stage in model.stages for block in stage]
+    expected = torch.linspace(0, 0.3, 6).tolist()
+    assert rates == pytest.approx(expected)
+    assert isinstance(model.stages[0][0].drop_path, nn.Identity)
+
+
+def test_drop_path_is_active_in_training_only():
+    model = small_convnext(drop_path_rate=0.5)
+    x = torch.randn(4, 3, 64, 64)
+    model.train()
+    torch.manual_seed(1)
+    train_out = model(x)[-1]
+    model.eval()
+    eval_out = model(x)[-1]
+    assert not torch.allclose(train_out, eval_out)
+    torch.testing.assert_close(model(x)[-1], eval_out)
+
+
+def test_layer_scale_zero_disables_gamma_and_v2_blocks_have_grn():
+    model = ConvNeXt(SMALL_ARCH, layer_scale_init_value=0.0, use_grn=True)
+    names = set(dict(model.named_parameters()))
+    assert not any(name.endswith('.gamma') and '.grn.' not in name for name in names)
+    assert model.stages[0][0].grn.gamma.shape == (1, 1, 1, 32)
+    assert ConvNeXt(SMALL_ARCH, layer_scale_init_value=0.5).stages[1][0].gamma.eq(0.5).all()
+
+
+def test_frozen_stages_stay_frozen_and_in_eval_mode():
+    model = small_convnext(frozen_stages=2, drop_path_rate=0.2)
+    assert model.train() is model
+    frozen = [model.downsample_layers[0], model.downsample_layers[1], model.stages[0], model.stages[1]]
+    trained = [model.downsample_layers[2], model.stages[2], model.stages[3], model.norm0]
+    for module in frozen:
+        assert not any(m.training for m in module.modules())
+        assert not any(p.requires_grad for p in module.parameters())
+    for module in trained:
+        assert all(m.training for m in module.modules())
+        assert all(p.requires_grad for p in module.parameters())
+    before = {k: v.clone() for k, v in model.stages[1].state_dict().items()}
+    sum(o.sum() for o in model(torch.randn(2, 3, 64, 64))).backward()
+    assert all(p.grad is None for m in frozen for p in m.parameters())
+    assert model.stages[2][0].dwconv.weight.grad is not None
+    model.eval().train()
+    assert not model.stages[1].training and model.stages[2].training
+    for key, value in model.stages[1].state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_bad_frozen_stages():
+    with pytest.raises(ValueError, match='frozen_stages'):
+        ConvNeXt(SMALL_ARCH, frozen_stages=5)
+
+
+def _outputs_and_grads(with_cp: bool):
+    torch.manual_seed(0)
+    model = ConvNeXt(SMALL_ARCH, drop_path_rate=0.3, layer_scale_init_value=0.5, with_cp=with_cp).train()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    saved_bytes = [0]
+
+    def pack(tensor):
+        saved_bytes[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    torch.manual_seed(1)  # same drop-path masks with and without checkpointing
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outs = model(x)
+    sum((o * torch.arange(o.numel()).reshape(o.shape).sin()).sum() for o in outs).backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    return outs, grads, x.grad, saved_bytes[0]
+
+
+def test_with_cp_gives_identical_outputs_and_gradients_with_fewer_saved_activations():
+    outs, grads, input_grad, saved = _outputs_and_grads(with_cp=False)
+    cp_outs, cp_grads, cp_input_grad, cp_saved = _outputs_and_grads(with_cp=True)
+    for out, cp_out in zip(outs, cp_outs):
+        torch.testing.assert_close(cp_out, out, atol=0, rtol=0)
+    assert grads.keys() == cp_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(cp_grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    torch.testing.assert_close(cp_input_grad, input_grad, atol=1e-6, rtol=1e-5)
+    assert cp_saved < saved / 2
+
+
+@pytest.mark.parametrize('height,width', [(97, 131), (32, 33), (224, 100)])
+def test_any_input_size_floors_each_downsampling(height, width):
+    model = small_convnext().eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, height, width))
+    for i, out in enumerate(outs):
+        assert out.shape[-2:] == (height // 4 // 2 ** i, width // 4 // 2 ** i)
+
+
+def test_too_small_or_wrong_channel_inputs_are_refused():
+    model = small_convnext()
+    with pytest.raises(ValueError, match='32x32'):
+        model(torch.randn(1, 3, 31, 64))
+    with pytest.raises(ValueError, match='N x 3 x H x W'):
+        model(torch.randn(1, 1, 64, 64))
+    assert small_convnext(in_channels=1)(torch.randn(1, 1, 64, 64))[0].shape == (1, 8, 16, 16)
+
+
+def test_channels_last_gives_the_same_numbers():
+    model = small_convnext(layer_scale_init_value=0.5).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        reference = model(x)
+        from_channels_last_input = model(x.to(memory_format=torch.channels_last))
+        model = model.to(memory_format=torch.channels_last)
+        channels_last_model = model(x.to(memory_format=torch.channels_last))
+    for ref, a, b in zip(reference, from_channels_last_input, channels_last_model):
+        torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_build_through_mm_registries(scope):
+    from mmengine.registry import DefaultScope, init_default_scope
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(dict(type='convnext_dense.ConvNeXt', arch=SMALL_ARCH, out_indices=(1, 2)))
+    assert isinstance(model, ConvNeXt)
+    assert model.out_channels == (16, 32)
+
+
+class ImageNetClassifier(nn.Module):
+    """The paper's classifier: backbone, global average pool, LayerNorm, 1000-way linear head."""
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        self.backbone = ConvNeXt(arch, out_indices=(3,))
+        self.backbone.norm3 = nn.Identity()  # the classifier normalizes after pooling instead
+        channels = self.backbone.channels[-1]
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.head = nn.Linear(channels, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.backbone(x)[0].mean(dim=(-2, -1))))
+
+
+# Table 1 / 10 of the paper at 224x224: params and FLOPs (multiply-adds, fvcore convention).
+PAPER_COMPLEXITY = {'tiny': (28.6e6, 4.5e9), 'small': (50e6, 8.7e9), 'base': (89e6, 15.4e9),
+                    'large': (198e6, 34.4e9), 'xlarge': (350e6, 60.9e9)}
+
+
+@pytest.mark.parametrize('arch', list(PAPER_COMPLEXITY))
+def test_params_and_flops_match_the_paper(arch):
+    with torch.device('meta'):  # skip 350M-parameter random init: FLOPs do not depend on values
+        model = ImageNetClassifier(arch)
+    model = model.to_empty(device='cpu').eval()
+    for param in model.parameters():
+        param.data.zero_()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (torch.zeros(1, 3, 224, 224),))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        flops = analyzer.total()
+    paper_params, paper_flops = PAPER_COMPLEXITY[arch]
+    assert params == pytest.approx(paper_params, rel=0.01)
+    assert flops == pytest.approx(paper_flops, rel=0.01)
