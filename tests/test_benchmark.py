@@ -1,0 +1,149 @@
+"""The benchmark tool's backbone mode and JSON schema, and the exactness of the LayerNorm2d / Block we keep.
+
+No timing is asserted: the benchmark is the instrument; these tests check that it runs and what it reports.
+"""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from analysis import benchmark
+from convnext_dense.models.convnext import Block, ConvNeXt, LayerNorm2d
+
+TINY_ARCH = 'depths:1,1,1,1;channels:8,16,32,64'
+FORMATS = (torch.contiguous_format, torch.channels_last)
+
+
+def reference_layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """The formula of the paper's channels-first LayerNorm, in float64."""
+    x, weight, bias = x.double(), weight.double(), bias.double()
+    mean = x.mean(dim=1, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+
+
+def reference_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """The official block, written out in float64 on NCHW tensors."""
+    p = {k: v.double() for k, v in block.state_dict().items()}
+    y = F.conv2d(x.double(), p['dwconv.weight'], p['dwconv.bias'], padding=3, groups=x.shape[1])
+    y = reference_layer_norm_2d(y, p['norm.weight'], p['norm.bias'], block.norm.eps)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv1.weight']) + p['pwconv1.bias'][:, None, None]
+    y = F.gelu(y)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv2.weight']) + p['pwconv2.bias'][:, None, None]
+    return x.double() + y * p['gamma'][:, None, None]
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_matches_formula_and_timm(memory_format):
+    from timm.layers import LayerNorm2d as TimmLayerNorm2d
+
+    ours, theirs = LayerNorm2d(24), TimmLayerNorm2d(24)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+    theirs.load_state_dict(ours.state_dict())
+    x = (torch.randn(2, 24, 9, 13) * 3 + 1).contiguous(memory_format=memory_format)
+
+    out = ours(x)
+    expected = reference_layer_norm_2d(x, ours.weight, ours.bias, ours.eps)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, theirs(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_gradients_match_formula(memory_format):
+    norm = LayerNorm2d(16)
+    x = torch.randn(2, 16, 7, 5).contiguous(memory_format=memory_format).requires_grad_()
+    grad_out = torch.randn(2, 16, 7, 5)
+    (norm(x) * grad_out).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    (reference_layer_norm_2d(x64, norm.weight, norm.bias, norm.eps) * grad_out.double()).sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_block_matches_reference_and_timm(memory_format):
+    from timm.models.convnext import ConvNeXtBlock
+
+    block = Block(16, layer_scale_init_value=0.5).eval()
+    with torch.no_grad():
+        for param in block.parameters():
+            param.normal_(std=0.2)
+    timm_block = ConvNeXtBlock(16, ls_init_value=0.5).eval()
+    timm_block.load_state_dict({k.replace('dwconv.', 'conv_dw.').replace('pwconv1.', 'mlp.fc1.')
+                               .replace('pwconv2.', 'mlp.fc2.'): v for k, v in block.state_dict().items()})
+    x = torch.randn(2, 16, 11, 10).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out.double(), reference_block(block, x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(out, timm_block(x), rtol=0, atol=1e-5)
+
+
+def test_backbone_mode_runs_and_reports_json(capsys):
+    assert benchmark.main(['backbone', '--arch', TINY_ARCH, '--impls', 'ours', 'timm', '--sizes', '64',
+                           '--batch', '2', '--iters', '1', '--warmup', '0', '--rounds', '1',
+                           '--memory-formats', 'contiguous', 'channels_last', '--device', 'cpu', '--json']) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    assert report['mode'] == 'backbone' and report['arch'] == TINY_ARCH
+    assert {'torch', 'timm', 'device'} <= set(report['env'])
+    # same weights: timm's outputs equal ours
+    assert report['max_abs_diff_vs_ours']['timm'] < 1e-5
+    assert [(r['mode'], r['memory_format']) for r in report['rows']] == [
+        ('infer', 'contiguous'), ('infer', 'channels_last'), ('train', 'contiguous'), ('train', 'channels_last')]
+    for row in report['rows']:
+        assert row['size'] == '64x64' and row['batch'] == 2 and row['dtype'] == 'fp32' and row['compile'] == 'off'
+        for impl in ('ours', 'timm'):
+            result = row['results'][impl]
+            assert result['img_per_s'] > 0 and result['s_per_iter'] > 0 and len(result['rounds']) == 1
+        assert row['ours_vs_timm'] == pytest.approx(
+            row['results']['ours']['img_per_s'] / row['results']['timm']['img_per_s'])
+
+
+def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError('autocast dtype not supported here')
+    monkeypatch.setattr(benchmark, 'measure_backbone_case', broken)
+    benchmark.main(['backbone', '--arch', TINY_ARCH, '--impls', 'ours', '--sizes', '64', '--batch', '1',
+                    '--iters', '1', '--rounds', '1', '--modes', 'infer', '--memory-formats', 'contiguous',
+                    '--device', 'cpu'])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert 'ours n/a (RuntimeError: autocast dtype not supported here)' in line
+
+
+def test_build_backbones_copies_the_same_weights():
+    models, _ = benchmark.build_backbones(TINY_ARCH, ('ours', 'timm'))
+    assert isinstance(models['ours'], ConvNeXt)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for ours, theirs in zip(models['ours'].eval()(x), models['timm'].eval()(x)):
+            assert ours.shape == theirs.shape
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('text, expected', [('224', (224, 224)), ('1344x800', (800, 1344))])
+def test_parse_size_is_width_by_height(text, expected):
+    assert benchmark.parse_size(text) == expected
+
+
+def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
+    model_cfg = dict(
+        type='CascadeRCNN',
+        backbone=dict(type='ConvNeXt', arch='tiny', drop_path_rate=0.4, layer_scale_init_value=1.0,
+                      init_cfg=dict(type='Pretrained', checkpoint='x.pth')),
+        roi_head=dict(bbox_head=[dict(norm_cfg=dict(type='SyncBN'))]),
+        test_cfg=dict(rcnn=dict(score_thr=0.05, nms=dict(type='nms'), max_per_img=50, mask_thr_binary=0.5)))
+
+    ours_cp = benchmark.model_variant_cfg(model_cfg, 'ours_cp')
+    reference = benchmark.model_variant_cfg(model_cfg, 'mmpretrain')
+
+    assert ours_cp['backbone']['with_cp'] is True and ours_cp['backbone']['init_cfg'] is None
+    assert ours_cp['test_cfg']['rcnn']['score_thr'] == 0.0 and ours_cp['test_cfg']['rcnn']['max_per_img'] == 100
+    assert reference['backbone'] == dict(type='mmpretrain.ConvNeXt', arch='tiny', out_indices=(0, 1, 2, 3),
+                                         drop_path_rate=0.4, layer_scale_init_value=1.0,
+                                         gap_before_final_norm=False, with_cp=False)
+    if not torch.cuda.is_available():
+        assert reference['roi_head']['bbox_head'][0]['norm_cfg']['type'] == 'BN'
+    assert model_cfg['backbone']['init_cfg'] is not None  # the input config is left unchanged
