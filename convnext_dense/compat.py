@@ -6,13 +6,22 @@ numpy arrays and scalars) fails to load for ``--resume`` and ``tools/test.py``. 
 loader off, the local loader is replaced by one that stays ``weights_only=True`` and allows exactly the
 extra types that mmengine itself writes: a crafted pickle that would run code is still refused, for
 training checkpoints and pretrained weights alike.
+
+mmengine writes checkpoints, ``last_checkpoint`` and dumped results with a plain ``open(path, 'wb')``: a kill
+during a save leaves a truncated file that ``--resume`` or ``tools/test.py`` would pick up. The local file
+backend is replaced by one that writes a temporary file beside the target and renames it into place.
 """
 import os
 import pickle
 from typing import Any, Callable, List, Optional
 
+import tempfile
+from pathlib import Path
+from typing import Union
+
 import numpy as np
 import torch
+from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -73,10 +82,45 @@ def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
     return safe_torch_load(os.path.expanduser(filename), map_location=map_location)
 
 
+def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str = 'utf-8') -> None:
+    """Writes ``data`` to ``path`` so that readers see either the old file or the complete new one.
+
+    Args:
+        data: Bytes, or text encoded with ``encoding``.
+        path: Destination; its folder is created if missing.
+        encoding: Encoding of text data.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic ``put`` and ``put_text`` (temporary file + rename)."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        atomic_write(obj, filepath)
+
+    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
+        atomic_write(obj, filepath, encoding=encoding)
+
+
 def install() -> None:
-    """Registers :func:`safe_torch_load` as mmengine's loader for local paths (idempotent)."""
+    """Installs the safe checkpoint loader and the atomic local file backend in mmengine (idempotent)."""
     register: Callable = CheckpointLoader.register_scheme(prefixes='', force=True)
     register(_load_from_local)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
 install()

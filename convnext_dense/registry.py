@@ -4,6 +4,7 @@ Because they hang under mmengine's root registries, mmdet's and mmseg's builders
 ``type='convnext_dense.ConvNeXt'`` and ``constructor='convnext_dense.<Name>'`` resolve from configs whose
 default scope is ``mmdet`` or ``mmseg``, once ``convnext_dense`` is imported (``custom_imports``).
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
@@ -13,3 +14,4 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convnext_dense',
 OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
                                       scope='convnext_dense', locations=['convnext_dense.engine'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convnext_dense', locations=['convnext_dense.engine'])

@@ -5,48 +5,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-from mmengine.model import BaseModel
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
 from convnext_dense.compat import safe_torch_load
-
-
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def forward(self, inputs, labels, mode='tensor'):
-        outputs = self.linear(inputs)
-        if mode == 'loss':
-            return dict(loss=((outputs.squeeze(-1) - labels) ** 2).mean())
-        return outputs
-
-
-class ToyDataset(torch.utils.data.Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, index):
-        return dict(inputs=torch.tensor([float(index), 1.0]), labels=torch.tensor(float(index) * 0.5))
-
-
-def _runner(work_dir, max_iters, resume=False, load_from=None):
-    return Runner(
-        model=ToyModel(), work_dir=str(work_dir),
-        train_dataloader=dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
-                              collate_fn=dict(type='default_collate'), batch_size=2, num_workers=0),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
-        param_scheduler=dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=4),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
-        resume=resume, load_from=load_from, randomness=dict(seed=0), default_scope='mmengine')
+from toy_runner import ToyModel, toy_runner
 
 
 def test_training_checkpoint_resumes_with_message_hub_and_numpy(tmp_path):
-    runner = _runner(tmp_path, max_iters=2)
+    runner = toy_runner(tmp_path, max_iters=2)
     runner.message_hub.update_info('numpy_value', np.float64(1.5))
     runner.message_hub.update_info('numpy_array', np.arange(3, dtype=np.int64))
     runner.train()
@@ -56,7 +22,7 @@ def test_training_checkpoint_resumes_with_message_hub_and_numpy(tmp_path):
     raw = safe_torch_load(str(checkpoint_path))
     assert {'meta', 'state_dict', 'optimizer', 'message_hub', 'param_schedulers'} <= set(raw)
 
-    resumed = _runner(tmp_path, max_iters=4, resume=True, load_from=str(checkpoint_path))
+    resumed = toy_runner(tmp_path, max_iters=4, resume=True, load_from=str(checkpoint_path))
     resumed.train()
     assert resumed.iter == 4
     assert resumed.message_hub.get_info('numpy_value') == 1.5
@@ -104,3 +70,21 @@ def test_getattr_is_only_allowed_for_history_buffer_methods(tmp_path):
     torch.save({'message_hub': _SneakyGetattr()}, crafted)
     with pytest.raises(RuntimeError, match='sneaky.pth'):
         safe_torch_load(str(crafted))
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    from mmengine.fileio import get_file_backend
+    from convnext_dense.compat import AtomicLocalBackend
+    target = tmp_path / 'ckpt' / 'iter_2.pth'
+    backend = get_file_backend(str(target))
+    assert isinstance(backend, AtomicLocalBackend)
+    backend.put(b'complete', target)
+
+    def killed_mid_write(*args, **kwargs):
+        raise KeyboardInterrupt  # stands in for a kill between writing and renaming
+
+    monkeypatch.setattr(os, 'replace', killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b'partial', target)
+    assert target.read_bytes() == b'complete'
+    assert sorted(p.name for p in target.parent.iterdir()) == ['iter_2.pth']  # no temporary left
