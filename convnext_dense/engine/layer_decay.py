@@ -65,19 +65,21 @@ def default_num_layers(depths: Sequence[int]) -> int:
 
 
 def min_num_layers(depths: Sequence[int], decay_type: str) -> int:
-    """The smallest ``num_layers`` that keeps every backbone layer id at or below ``num_layers``.
+    """The smallest ``num_layers`` that gives no backbone parameter an lr scale above 1 (the head's).
 
-    Then every backbone parameter's scale is ``decay_rate ** k`` with ``k >= 1``: below the head's (for
-    ``decay_rate < 1``) and never above 1, and in ``layer_wise`` stage 3 (id ``num_layers``) is never
-    ranked below a block of stage 2.
+    A parameter with layer id ``i`` gets ``decay_rate ** (num_layers + 1 - i)``, which exceeds 1 (for
+    ``decay_rate < 1``) exactly when ``i > num_layers + 1``; so ``num_layers`` must be at least the largest
+    backbone layer id minus one. Stage 3 always gets id ``num_layers`` and never limits it.
 
     Args:
         depths: Blocks per stage.
         decay_type: ``'layer_wise'`` or ``'stage_wise'``.
     """
     if decay_type == 'stage_wise':
-        return len(depths)
-    return max(3, 3 + (depths[2] - 1) // 3)
+        largest_id = len(depths)  # stage s -> s + 1
+    else:
+        largest_id = max(3, 3 + (depths[2] - 1) // 3)  # downsample 2 -> 3, stage 2 block b -> 3 + b // 3
+    return largest_id - 1
 
 
 def get_layer_id(name: str, decay_type: str, num_layers: int) -> int:
@@ -226,8 +228,8 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if self.num_layers < minimum:
             raise ValueError(
                 f'{NAME}: paramwise_cfg.num_layers={self.num_layers} is too small for a backbone with depths '
-                f'{depths} in {self.decay_type} mode: its deepest layer id is {minimum}, so parameters would '
-                f'get a scale decay_rate**{self.num_layers + 1 - minimum}, not below the head. Use '
+                f'{depths} in {self.decay_type} mode: its deepest layer id is {minimum + 1}, so parameters '
+                f'would get a scale decay_rate**{self.num_layers - minimum}, above the head\'s 1. Use '
                 f'num_layers >= {minimum}, or omit it for the official {default_num_layers(depths)}.')
         return self.num_layers
 
