@@ -71,11 +71,24 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
         with torch.serialization.safe_globals(TRAINING_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = _load_failure_cause(error)
         raise RuntimeError(
             f'could not load checkpoint {path}: {first_line}. It is either not a PyTorch checkpoint, '
             f'truncated, or it references Python objects that are refused for safety '
             f'(weights_only=True); re-save it as a plain state dict of tensors.') from error
+
+
+# Boilerplate lines of torch's weights_only errors; the cause is the line between them. The first one even
+# suggests weights_only=False, which is the wrong advice for a file from outside.
+_TORCH_BOILERPLATE = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+
+
+def _load_failure_cause(error: Exception) -> str:
+    """The informative line of a ``torch.load`` error (e.g. ``Unsupported operand 95``), without a final dot."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    cause = (causes or lines or [type(error).__name__])[0]
+    return cause.replace('WeightsUnpickler error: ', '').rstrip('.')
 
 
 def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
