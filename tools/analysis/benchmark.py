@@ -221,9 +221,11 @@ def max_output_difference(models: Dict[str, nn.Module], size: Tuple[int, int] = 
     if 'ours' not in models:
         return {}
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    for model in models.values():
+        model.eval()  # not chained: mmpretrain's ConvNeXt.train() returns None
     with torch.no_grad():
-        ref = [o.float() for o in models['ours'].eval()(x)]
-        return {name: max((a - b).abs().max().item() for a, b in zip(ref, model.eval()(x)))
+        ref = [o.float() for o in models['ours'](x)]
+        return {name: max((a - b).abs().max().item() for a, b in zip(ref, model(x)))
                 for name, model in models.items() if name != 'ours'}
 
 
