@@ -2,6 +2,7 @@
 import math
 from typing import Optional, Sequence
 
+import torch
 from mmengine.hooks import Hook
 
 from convnext_dense.registry import HOOKS
@@ -33,16 +34,20 @@ class FiniteLossHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         if not outputs or 'loss' not in outputs or not self.every_n_train_iters(runner, self.interval):
             return
-        loss = float(outputs['loss'])
+        loss = _to_float(outputs['loss'])
         if math.isfinite(loss):
             return
-        terms = ', '.join(f'{name}={float(value):.4g}' for name, value in outputs.items()
+        terms = ', '.join(f'{name}={_to_float(value):.4g}' for name, value in outputs.items()
                           if name.startswith('loss') and name != 'loss')
         raise NonFiniteLossError(
             f'loss is {loss} at iteration {runner.iter + 1} (epoch {runner.epoch + 1}); terms: {terms}; '
             f'images: {", ".join(_image_paths(data_batch)) or "unknown"}. Training stopped before saving; '
             f'lower the learning rate, clip gradients (optim_wrapper.clip_grad=dict(max_norm=...)) or check '
             f'these annotations, then --resume from the last checkpoint.')
+
+
+def _to_float(value) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def _image_paths(data_batch: Optional[dict]) -> Sequence[str]:
