@@ -32,8 +32,6 @@ def _small_run_options(task: 'demo.Task', data_root: Path) -> list:
 
 @pytest.mark.parametrize('task', demo.TASKS, ids=lambda t: t.key)
 def test_demo_config_trains_validates_and_tests(task, tiny_shapes, tmp_path, repo_root, capsys):
-    pytest.importorskip('mmcv.ops', reason='needs mmcv with compiled ops')
-    pytest.importorskip('mmdet' if task.key == 'det' else 'mmseg')
     import train
     import test as test_tool
     from _cli_checks import resolve_scope
