@@ -10,7 +10,7 @@ from PIL import Image
 
 from convnext_dense.datasets.shapes import SEG_CLASSES, SHAPES_CLASSES, make_shapes
 
-pycocotools = pytest.importorskip('pycocotools')
+import pycocotools  # noqa: E402  (a missing pycocotools must fail, not skip)
 from pycocotools import mask as mask_utils  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
