@@ -33,6 +33,24 @@ def is_remote(path: str) -> bool:
     return str(path).startswith(REMOTE_PREFIXES)
 
 
+def read_config(args) -> Config:
+    """Reads ``args.config`` and applies ``--launcher``, ``--cfg-options`` and ``--work-dir`` as mmdet's tools do.
+
+    Args:
+        args: Parsed arguments of ``tools/train.py`` or ``tools/test.py``.
+    """
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir priority: CLI > config > config file name.
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
 def check_config_file(path: str) -> None:
     """Raises :class:`CliError` unless ``path`` is an existing config file."""
     if not osp.isfile(path):

@@ -16,7 +16,8 @@ import tempfile
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from _cli_checks import CliError, check_checkpoint, check_config_file, check_data, fail, resolve_scope
+from _cli_checks import (CliError, check_checkpoint, check_config_file, check_data, fail, read_config,
+                         resolve_scope)
 from _cpu_dist import setup_cpu_distributed
 from _errors import one_line_errors
 from _run_checks import check_annotations, check_checkpoint_fits
@@ -49,14 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace) -> Config:
     """Reads the config and applies the command-line settings shared by both scopes."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = read_config(args)
     cfg.load_from = args.checkpoint
     if args.out is not None and cfg.get('default_scope') == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
         raise CliError(f'--out {args.out}: detection results are dumped to a pickle; name a .pkl file')

@@ -10,12 +10,12 @@ Same flags and behaviour as mmdet 3.3's ``tools/train.py``:
 import argparse
 import logging
 import os
-import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from _cli_checks import CliError, check_checkpoint, check_config_file, check_data, fail, resolve_scope
+from _cli_checks import (CliError, check_checkpoint, check_config_file, check_data, fail, read_config,
+                         resolve_scope)
 from _cpu_dist import setup_cpu_distributed
 from _errors import one_line_errors
 from _run_checks import check_annotations, check_checkpoint_fits, resume_checkpoint
@@ -47,15 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace) -> Config:
     """Reads the config and applies the command-line settings, as mmdet's ``tools/train.py`` does."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # work_dir priority: CLI > config > config file name.
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = read_config(args)
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
