@@ -1,25 +1,11 @@
 # UperNet ConvNeXt-B, ImageNet-1K: 49.1 / 49.9 mIoU (ss / ms), 122M params, 1170G FLOPs.
-# 160k iterations, 16 images per iteration (8 GPUs x 2), 512x512 crops, AMP, slide test.
-_base_ = [
-    '../_base_/models/upernet_convnext.py',
-    '../_base_/datasets/ade20k.py',
-    '../_base_/schedules/schedule_160k.py',
-    '../_base_/seg_runtime.py',
-]
-crop_size = (512, 512)
-checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_base_1k_224.pth'  # official non-EMA weights
+# The T recipe (schedule, crops, AMP, slide test) with this backbone; only the differences follow.
+_base_ = ['./upernet_convnext_t_512_160k.py']
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch='base',
         drop_path_rate=0.4,
-        layer_scale_init_value=1.0,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(checkpoint='https://dl.fbaipublicfiles.com/convnext/convnext_base_1k_224.pth')),  # official non-EMA
     decode_head=dict(in_channels=(128, 256, 512, 1024)),
-    auxiliary_head=dict(in_channels=512),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(lr=1e-4),
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=12))  # third stage of depth 27
+    auxiliary_head=dict(in_channels=512))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))  # third stage of depth 27

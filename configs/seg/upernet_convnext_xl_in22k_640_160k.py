@@ -1,25 +1,11 @@
 # UperNet ConvNeXt-XL, ImageNet-22K: 53.6 / 54.0 mIoU (ss / ms), 391M params, 3335G FLOPs.
-# 160k iterations, 16 images per iteration (8 GPUs x 2), 640x640 crops, AMP, slide test.
-_base_ = [
-    '../_base_/models/upernet_convnext.py',
-    '../_base_/datasets/ade20k_640x640.py',
-    '../_base_/schedules/schedule_160k.py',
-    '../_base_/seg_runtime.py',
-]
-crop_size = (640, 640)
-checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_xlarge_22k_224.pth'  # official non-EMA weights
+# The B 22K recipe (schedule, crops, AMP, slide test) with this backbone; only the differences follow.
+_base_ = ['./upernet_convnext_b_in22k_640_160k.py']
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch='xlarge',
         drop_path_rate=0.4,
-        layer_scale_init_value=1.0,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(checkpoint='https://dl.fbaipublicfiles.com/convnext/convnext_xlarge_22k_224.pth')),  # official non-EMA
     decode_head=dict(in_channels=(256, 512, 1024, 2048)),
-    auxiliary_head=dict(in_channels=1024),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(426, 426)))
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(lr=8e-5),
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=12))  # third stage of depth 27
+    auxiliary_head=dict(in_channels=1024))
+optim_wrapper = dict(optimizer=dict(lr=8e-5))
