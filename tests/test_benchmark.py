@@ -147,3 +147,20 @@ def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
     if not torch.cuda.is_available():
         assert reference['roi_head']['bbox_head'][0]['norm_cfg']['type'] == 'BN'
     assert model_cfg['backbone']['init_cfg'] is not None  # the input config is left unchanged
+
+
+def test_model_mode_runs_a_detector_config_in_fresh_processes(repo_root, capsys):
+    """Model mode end to end on the (small) demo detector: every variant builds, trains a step and predicts,
+    each in its own process (a dict model config once broke mmdet's train_cfg.rpn access here)."""
+    config = str(repo_root / 'configs/det/mask_rcnn_convnext_shapes.py')
+    report = benchmark.run_model(benchmark.parse_args([
+        'model', config, '--size', '64', '64', '--batch', '1', '--iters', '1', '--warmup', '1', '--rounds', '1',
+        '--threads', '1', '--device', 'cpu', '--variants', 'ours', 'ours_cp', '--json']))
+
+    rows = {row['variant']: row for row in report['rows']}
+    assert set(rows) == {'ours', 'ours_cp'} and not any('error' in row for row in rows.values()), rows
+    for row in rows.values():
+        assert row['train_s_per_iter'] > 0 and row['train_peak_mem_mib'] >= 0 and row['infer_fps'] > 0
+        assert 0 < row['detections_per_image'] <= 100  # score threshold 0, max_per_img 100
+    assert rows['ours_cp']['train_s_per_iter_vs_ours'] == pytest.approx(
+        rows['ours_cp']['train_s_per_iter'] / rows['ours']['train_s_per_iter'])

@@ -525,7 +525,7 @@ def _num_classes(model_cfg: dict) -> int:
 def model_probe(case_json: str) -> None:
     """Child process of ``model`` mode: one variant, timing of inference and training, peak memory."""
     case = json.loads(case_json)
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
 
     import convnext_dense  # noqa: F401  registers our backbone
     cfg = Config.fromfile(case['config'])
@@ -543,7 +543,8 @@ def model_probe(case_json: str) -> None:
     torch.set_num_threads(case['threads'])
     model_cfg = model_variant_cfg(cfg.model.to_dict(), case['variant'])
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg).to(device)
+    # ConfigDict: mmdet's detectors read train_cfg.rpn / test_cfg.rcnn as attributes.
+    model = MODELS.build(ConfigDict(model_cfg)).to(device)
     model.init_weights()
     clock = Clock(case['clock'], device)
     inputs, samples = _synthetic_batch(scope, case['batch'], case['height'], case['width'], device,
