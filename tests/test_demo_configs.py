@@ -80,3 +80,32 @@ def test_table_reports_targets_and_figures_are_written(tmp_path):
     demo.write_json_atomic({'a': 1}, tmp_path / 'summary.json')
     assert json.loads((tmp_path / 'summary.json').read_text()) == {'a': 1}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []  # no temporary files left
+
+
+def test_detector_backbone_starts_from_segmentor_checkpoint(tmp_path):
+    """The demo's derived config loads a segmentor checkpoint's ``backbone.*`` into the detector's backbone."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    from convnext_dense.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    source = ConvNeXt(arch='atto', out_indices=(0, 1, 2, 3))
+    state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
+    state['decode_head.conv_seg.weight'] = torch.zeros(6, 64, 1, 1)  # segmentor keys the detector ignores
+    checkpoint = tmp_path / 'seg' / 'iter_2.pth'
+    checkpoint.parent.mkdir()
+    torch.save({'meta': {}, 'state_dict': state}, checkpoint)
+
+    config_file = demo.backbone_init_config(demo.DET, checkpoint, tmp_path / 'configs')
+    cfg = Config.fromfile(str(config_file))
+    assert cfg.model.backbone.init_cfg == {'type': 'Pretrained', 'checkpoint': str(checkpoint)}
+    assert cfg.model.roi_head.bbox_head.num_classes == 5  # everything else comes from the demo config
+    init_default_scope('mmdet')
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(detector.backbone.state_dict()[key], value), key
+    assert [p.name for p in config_file.parent.iterdir()] == [config_file.name]  # no temporary file left
