@@ -4,6 +4,8 @@ A missing config, checkpoint or dataset otherwise surfaces deep inside mmengine'
 a cluster and as a long traceback. These checks run on the config alone (mmdet or mmseg datasets alike)
 before the runner is built and before mmdet or mmseg are imported.
 """
+import argparse
+import os
 import os.path as osp
 import sys
 from typing import Iterator, List, Optional, Tuple
@@ -31,6 +33,26 @@ def fail(error: CliError) -> None:
 def is_remote(path: str) -> bool:
     """Whether ``path`` is a URL or an object-store path that is not checked locally."""
     return str(path).startswith(REMOTE_PREFIXES)
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--launcher`` and ``--local-rank`` (torch >= 2.0's launcher passes the latter)."""
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launcher_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> argparse.Namespace:
+    """Parses ``argv`` and exports ``--local-rank`` as ``LOCAL_RANK`` unless the launcher already set it.
+
+    Args:
+        parser: A parser that went through :func:`add_launcher_arguments`.
+        argv: Command-line arguments, or None for ``sys.argv[1:]``.
+    """
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def read_config(args) -> Config:

@@ -98,12 +98,7 @@ def backbone_init_config(task: Task, checkpoint: Path, out_dir: Path) -> Path:
             f'_base_ = [{str(REPO / task.config)!r}]\n'
             f"model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint={str(checkpoint)!r})))\n")
     out_file = out_dir / f'{task.key}_from_checkpoint.py'
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f'.{out_file.name}.')
-    with os.fdopen(fd, 'w') as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_file)
+    write_text_atomic(text, out_file)
     return out_file
 
 
@@ -239,13 +234,18 @@ def _save_figure(fig: Any, out_file: Path) -> None:
     os.replace(tmp, out_file)
 
 
-def write_json_atomic(data: Dict[str, Any], out_file: Path) -> None:
+def write_text_atomic(text: str, out_file: Path) -> None:
+    """Writes ``text`` to a temporary file beside ``out_file`` and renames it into place."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f'.{out_file.name}.')
     with os.fdopen(fd, 'w') as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write(text)
     os.chmod(tmp, 0o644)  # mkstemp creates it private
     os.replace(tmp, out_file)
+
+
+def write_json_atomic(data: Dict[str, Any], out_file: Path) -> None:
+    write_text_atomic(json.dumps(data, indent=2, sort_keys=True), out_file)
 
 
 def format_table(results: Dict[str, Dict[str, Any]], wall_s: float) -> str:

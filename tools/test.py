@@ -16,8 +16,8 @@ import tempfile
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from _cli_checks import (CliError, check_checkpoint, check_config_file, check_data, fail, read_config,
-                         resolve_scope)
+from _cli_checks import (CliError, add_launcher_arguments, check_checkpoint, check_config_file, check_data, fail,
+                         parse_launcher_args, read_config, resolve_scope)
 from _cpu_dist import setup_cpu_distributed
 from _errors import one_line_errors
 from _run_checks import check_annotations, check_checkpoint_fits
@@ -37,15 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value (e.g. '
                              'test_dataloader.dataset.data_root=/data/coco/)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
+    add_launcher_arguments(parser)
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (cfg.tta_model, tta_pipeline)')
-    # torch >= 2.0's launcher passes --local-rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_launcher_args(parser, argv)
 
 
 def load_config(args: argparse.Namespace) -> Config:

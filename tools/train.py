@@ -9,13 +9,12 @@ Same flags and behaviour as mmdet 3.3's ``tools/train.py``:
 """
 import argparse
 import logging
-import os
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from _cli_checks import (CliError, check_checkpoint, check_config_file, check_data, fail, read_config,
-                         resolve_scope)
+from _cli_checks import (CliError, add_launcher_arguments, check_checkpoint, check_config_file, check_data, fail,
+                         parse_launcher_args, read_config, resolve_scope)
 from _cpu_dist import setup_cpu_distributed
 from _errors import one_line_errors
 from _run_checks import check_annotations, check_checkpoint_fits, resume_checkpoint
@@ -35,14 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value (e.g. '
                              'train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]")')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    # torch >= 2.0's launcher passes --local-rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launcher_arguments(parser)
+    return parse_launcher_args(parser, argv)
 
 
 def load_config(args: argparse.Namespace) -> Config:
