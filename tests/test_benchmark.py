@@ -102,6 +102,21 @@ def test_backbone_mode_runs_and_reports_json(capsys):
             row['results']['ours']['img_per_s'] / row['results']['timm']['img_per_s'])
 
 
+def test_save_json_writes_the_report_beside_the_table(tmp_path, capsys):
+    out_file = tmp_path / 'reports' / 'backbone.json'
+    assert benchmark.main(['backbone', '--arch', TINY_ARCH, '--impls', 'ours', '--sizes', '64', '--batch', '1',
+                           '--iters', '1', '--warmup', '0', '--rounds', '1', '--modes', 'infer',
+                           '--memory-formats', 'contiguous', '--device', 'cpu', '--no-memory',
+                           '--save-json', str(out_file)]) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out_file.read_text())
+
+    assert 'ours' in table and not table.lstrip().startswith('{')  # the table is still printed
+    assert report['mode'] == 'backbone' and len(report['rows']) == 1
+    assert 'peak_mem_mib' not in report['rows'][0]['results']['ours']  # --no-memory
+    assert [p.name for p in out_file.parent.iterdir()] == ['backbone.json']  # no temporary file left
+
+
 def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError('autocast dtype not supported here')

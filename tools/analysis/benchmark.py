@@ -13,9 +13,13 @@ Three modes, each printing a table (``--json`` prints one JSON object instead):
 - ``layernorm``: the channels-first LayerNorm options (permute + ``F.layer_norm``, hand-written mean/var,
   a channels-last copy first) forward and forward+backward, with their error against a float64 reference.
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step minus what was allocated before it;
-on CPU the growth of the process's peak resident set (``ru_maxrss``) over its size just before the step,
-measured in a fresh process per case (``--memory``), which includes allocator caching.
+Peak memory (``--memory``): on CUDA ``torch.cuda.max_memory_allocated`` during a step minus what was allocated
+before it, measured in the benchmark's own process on the model that was timed (compiled or not); on CPU the
+growth of the process's peak resident set (``ru_maxrss``) over its size just before the step, measured in a
+fresh process per case, which includes allocator caching.
+
+On CUDA, ``cudnn.benchmark`` is on for every implementation (convolution algorithms are chosen per shape, as a
+detector's training would), and TF32 stays at PyTorch's defaults (reported in the header).
 
 Timing: ``--clock wall`` (default) is elapsed time (CUDA synchronized); ``--clock cpu`` is this process's CPU
 time, which stays fair when other jobs share the cores (use it with ``--threads 1``). No number here is
@@ -72,6 +76,10 @@ def environment() -> dict:
             info[name] = 'n/a'
     if torch.cuda.is_available():
         info['device'] = torch.cuda.get_device_name()
+        info['cuda'] = torch.version.cuda
+        info['cudnn_benchmark'] = torch.backends.cudnn.benchmark
+        info['tf32_matmul'] = torch.backends.cuda.matmul.allow_tf32
+        info['tf32_cudnn'] = torch.backends.cudnn.allow_tf32
     else:
         cpu = platform.processor() or 'cpu'
         with contextlib.suppress(OSError):
@@ -144,6 +152,8 @@ class TimmDense(nn.Module):
         self.body = TimmConvNeXt(depths=tuple(depths), dims=tuple(channels), num_classes=0,
                                  ls_init_value=layer_scale_init_value)
         self.body.prune_intermediate_layers(len(depths), prune_norm=True, prune_head=True)
+        # Some timm versions keep the head's norm after pruning; intermediates never use the head.
+        self.body.head = nn.Identity()
         self.norms = nn.ModuleList(TimmLayerNorm2d(c) for c in channels)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -279,6 +289,8 @@ def memory_of_step(model: nn.Module, x: torch.Tensor, train: bool, dtype: Option
 
 def run_backbone(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # the 7x7 depthwise convs' best algorithm differs per shape
     clock = Clock(args.clock, device)
     models, unavailable = build_backbones(args.arch, args.impls, with_cp=args.with_cp)
     diffs = max_output_difference(models)
@@ -296,6 +308,7 @@ def run_backbone(args: argparse.Namespace) -> dict:
                         x = torch.randn(batch, 3, height, width, device=device)
                         x = x.contiguous(memory_format=MEMORY_FORMATS[fmt])
                         times: Dict[str, List[float]] = {name: [] for name in models}
+                        timed: Dict[str, nn.Module] = {}
                         errors: Dict[str, str] = dict(unavailable)
                         for rnd in range(args.rounds):
                             for name, base in models.items():  # interleaved: every round runs every impl
@@ -311,6 +324,7 @@ def run_backbone(args: argparse.Namespace) -> dict:
                                     warmup = args.warmup + (1 if compile_mode == 'on' else 0) if rnd == 0 else 0
                                     times[name].append(measure_backbone_case(
                                         model, x, mode == 'train', DTYPES[dtype_name], args.iters, warmup, clock))
+                                    timed[name] = model
                                 except Exception as err:  # an unsupported combination is a table entry
                                     errors[name] = f'{type(err).__name__}: {str(err).splitlines()[0][:120]}'
                         for name in list(models) + list(unavailable):
@@ -322,7 +336,12 @@ def run_backbone(args: argparse.Namespace) -> dict:
                                                             rounds=[batch / t for t in times[name]])
                         if args.memory:
                             for name in models:
-                                if 'error' not in row['results'][name]:
+                                if 'error' in row['results'][name]:
+                                    continue
+                                if device.type == 'cuda':  # the allocator's own peak: exact in one process
+                                    peak = memory_of_step(timed[name], x, mode == 'train', DTYPES[dtype_name])
+                                    row['results'][name]['peak_mem_mib'] = peak / 2 ** 20
+                                else:
                                     row['results'][name]['peak_mem_mib'] = _memory_in_subprocess(
                                         args, name, height, width, batch, mode, dtype_name, fmt)
                         _add_ratios(row)
@@ -429,7 +448,7 @@ def run_layernorm(args: argparse.Namespace) -> dict:
                 rows.append(row)
                 if not args.json:
                     print(f'{shape_text:>16} {fmt:<13} {mode:<5} | ' + ' | '.join(
-                        f'{k} {v["ms"]:7.1f}ms (err {v["max_abs_err"]:.0e})' for k, v in row['results'].items()),
+                        f'{k} {v["ms"]:8.3f}ms (err {v["max_abs_err"]:.0e})' for k, v in row['results'].items()),
                         flush=True)
     return dict(mode='layernorm', clock=args.clock, env=environment(), command=' '.join(sys.argv), rows=rows)
 
@@ -457,7 +476,8 @@ def _keep_100_detections(test_cfg) -> None:
 
 def model_variant_cfg(model_cfg: dict, variant: str) -> dict:
     """The model config of a variant: ``ours``, ``ours_cp`` (``with_cp=True``) or ``mmpretrain``."""
-    cfg = _syncbn_to_bn(copy.deepcopy(model_cfg)) if not torch.cuda.is_available() else copy.deepcopy(model_cfg)
+    # The benchmark runs one process: SyncBN would need a process group, so it becomes BN (same cost per GPU).
+    cfg = _syncbn_to_bn(copy.deepcopy(model_cfg))
     backbone = cfg['backbone']
     backbone['init_cfg'] = None  # timing needs no pretrained weights (and tests never download)
     _keep_100_detections(cfg.get('test_cfg'))
@@ -541,6 +561,7 @@ def model_probe(case_json: str) -> None:
         import mmpretrain.models  # noqa: F401  registers mmpretrain.ConvNeXt
     device = torch.device(case['device'])
     torch.set_num_threads(case['threads'])
+    torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False))  # as training
     model_cfg = model_variant_cfg(cfg.model.to_dict(), case['variant'])
     torch.manual_seed(0)
     # ConfigDict: mmdet's detectors read train_cfg.rpn / test_cfg.rcnn as attributes.
@@ -660,6 +681,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
         p.add_argument('--device', default='cuda' if cuda else 'cpu')
         p.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+        p.add_argument('--save-json', metavar='PATH', help='also write the JSON report to PATH (atomically)')
 
     bb = sub.add_parser('backbone', help='ours vs timm vs mmpretrain, same weights, interleaved')
     common(bb, iters=10 if cuda else 1, warmup=3 if cuda else 1, rounds=5 if cuda else 3)
@@ -673,8 +695,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     bb.add_argument('--memory-formats', nargs='+', default=list(MEMORY_FORMATS), choices=list(MEMORY_FORMATS))
     bb.add_argument('--compile', nargs='+', default=['off', 'on'] if cuda else ['off'], choices=('off', 'on'))
     bb.add_argument('--with-cp', action='store_true', help='activation checkpointing in ours and mmpretrain')
-    bb.add_argument('--memory', action='store_true', default=cuda,
-                    help='peak memory per case (on CPU: one fresh process per case)')
+    bb.add_argument('--memory', action=argparse.BooleanOptionalAction, default=cuda,
+                    help='peak memory per case (default on CUDA; on CPU: one fresh process per case)')
 
     md = sub.add_parser('model', help='a detector / segmentor config with our and mmpretrain\'s backbone')
     common(md, iters=10 if cuda else 1, warmup=2 if cuda else 1, rounds=3 if cuda else 1)
@@ -710,6 +732,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = runner(args)
     if args.json:
         print(json.dumps(report, indent=1))
+    if args.save_json:
+        from convnext_dense.compat import atomic_write
+        atomic_write(json.dumps(report, indent=1), args.save_json)
     return 0
 
 
