@@ -95,13 +95,17 @@ def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
     return safe_torch_load(os.path.expanduser(filename), map_location=map_location)
 
 
-def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str = 'utf-8') -> None:
+def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str = 'utf-8',
+                 fsync: bool = True) -> None:
     """Writes ``data`` to ``path`` so that readers see either the old file or the complete new one.
 
     Args:
         data: Bytes, or text encoded with ``encoding``.
         path: Destination; its folder is created if missing.
         encoding: Encoding of text data.
+        fsync: Flush the data to disk before the rename (checkpoints, reports). Files that are cheap to
+            regenerate and written by the thousand (dataset images) skip it: the rename alone still never
+            shows a half-written file to a reader.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +114,10 @@ def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str 
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates the file private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

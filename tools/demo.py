@@ -18,11 +18,11 @@ It leaves:
 A GPU, when present, is used by mmengine automatically.
 """
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a clone without installing
+from convnext_dense.compat import atomic_write  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def backbone_init_config(task: Task, checkpoint: Path, out_dir: Path) -> Path:
             f'_base_ = [{str(REPO / task.config)!r}]\n'
             f"model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint={str(checkpoint)!r})))\n")
     out_file = out_dir / f'{task.key}_from_checkpoint.py'
-    write_text_atomic(text, out_file)
+    atomic_write(text, out_file)
     return out_file
 
 
@@ -228,24 +229,13 @@ def plot_predictions(painted: Dict[str, List[Path]], out_file: Path, num_images:
 
 
 def _save_figure(fig: Any, out_file: Path) -> None:
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f'.{out_file.stem}.tmp{out_file.suffix}')
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, out_file)
-
-
-def write_text_atomic(text: str, out_file: Path) -> None:
-    """Writes ``text`` to a temporary file beside ``out_file`` and renames it into place."""
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f'.{out_file.name}.')
-    with os.fdopen(fd, 'w') as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates it private
-    os.replace(tmp, out_file)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out_file.suffix.lstrip('.') or 'png', dpi=100)
+    atomic_write(buffer.getvalue(), out_file)
 
 
 def write_json_atomic(data: Dict[str, Any], out_file: Path) -> None:
-    write_text_atomic(json.dumps(data, indent=2, sort_keys=True), out_file)
+    atomic_write(json.dumps(data, indent=2, sort_keys=True), out_file)
 
 
 def format_table(results: Dict[str, Dict[str, Any]], wall_s: float) -> str:

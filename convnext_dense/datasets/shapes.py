@@ -21,13 +21,13 @@ so ``import convnext_dense`` stays light.
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from convnext_dense.compat import atomic_write
 
 #: Object classes, in COCO category-id order (category id = index + 1).
 SHAPES_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star', 'ring')
@@ -203,14 +203,6 @@ def _bbox(mask: np.ndarray) -> List[float]:
     return [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    with os.fdopen(fd, 'wb') as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
 def _png_bytes(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8 array: (H, W, 3) is saved as RGB, (H, W) as 8-bit grey."""
     buffer = io.BytesIO()
@@ -263,9 +255,9 @@ def make_shapes(out_dir: Union[str, Path], seed: int = 0, num_train: int = 400, 
         for index in range(count):
             image, instance_map, labels = make_scene(rng, size, max_objects, radius_range)
             name = f'{index:06d}.png'
-            _write_atomic(root / 'images' / split / name, _png_bytes(image))
+            atomic_write(_png_bytes(image), root / 'images' / split / name, fsync=False)
             label_map = np.concatenate([[0], np.asarray(labels, dtype=np.int64) + 1])[instance_map]
-            _write_atomic(root / 'labels' / split / name, _png_bytes(label_map.astype(np.uint8)))
+            atomic_write(_png_bytes(label_map.astype(np.uint8)), root / 'labels' / split / name, fsync=False)
             image_id = index + 1
             images.append({'id': image_id, 'file_name': name, 'width': size[0], 'height': size[1]})
             for instance_id, label in enumerate(labels, start=1):
@@ -276,8 +268,7 @@ def make_shapes(out_dir: Union[str, Path], seed: int = 0, num_train: int = 400, 
                     'iscrowd': 0})
         coco = {'info': {'description': f'convnext_dense synthetic shapes, {split}, seed {seed}'},
                 'images': images, 'annotations': annotations, 'categories': categories}
-        _write_atomic(root / 'annotations' / f'instances_{split}.json',
-                      json.dumps(coco, sort_keys=True).encode())
+        atomic_write(json.dumps(coco, sort_keys=True), root / 'annotations' / f'instances_{split}.json')
         summary[split] = {'images': len(images), 'instances': len(annotations)}
-    _write_atomic(root / 'metainfo.json', json.dumps(metainfo(), sort_keys=True, indent=1).encode())
+    atomic_write(json.dumps(metainfo(), sort_keys=True, indent=1), root / 'metainfo.json')
     return summary
