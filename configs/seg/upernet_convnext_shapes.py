@@ -1,7 +1,7 @@
 # Demo: UperNet + FCN auxiliary head on a ConvNeXt-atto, trained from scratch on the synthetic shapes label
 # maps (python tools/make_shapes.py --out data/shapes). Self-contained, so it does not inherit the paper
-# recipe's SyncBN and 512x512 crops: BN, 128x128 images, 64-channel heads and a short schedule (about
-# 6 minutes on 2 CPU cores). A GPU, when present, is used automatically by mmengine.
+# recipe's SyncBN and 512x512 crops: BN, 128x128 images, 32-channel heads and a short schedule (about
+# 7 minutes on 2 CPU cores). A GPU, when present, is used automatically by mmengine.
 # Label maps use 0 = background as a real class (counted by mIoU), hence reduce_zero_label=False.
 default_scope = 'mmseg'
 custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
@@ -15,8 +15,8 @@ metainfo = dict(classes=classes, palette=palette)
 num_classes = len(classes)
 norm_cfg = dict(type='BN', requires_grad=True)
 
-max_iters = 1000
-val_interval = 250
+max_iters = 1500
+val_interval = 500
 warmup_iters = 50
 batch_size = 8
 
@@ -35,13 +35,18 @@ model = dict(
         arch='atto',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.0,  # a few hundred iterations from scratch: regularisation only slows them
-        layer_scale_init_value=1.0),
+        layer_scale_init_value=1.0,
+        # From scratch, PyTorch's default conv/linear init (Kaiming uniform, a=sqrt(5)) learns the shapes far
+        # faster than the official trunc-normal(0.02), which suits fine-tuning from ImageNet weights: same
+        # config, 1000 iterations, val mIoU 0.59 against 0.50 (0.45 against 0.37 at 500).
+        init_cfg=dict(type='Kaiming', layer=['Conv2d', 'Linear'], a=5 ** 0.5, distribution='uniform',
+                      mode='fan_in', nonlinearity='leaky_relu')),
     decode_head=dict(
         type='UPerHead',
         in_channels=(40, 80, 160, 320),
         in_index=(0, 1, 2, 3),
         pool_scales=(1, 2, 3, 6),
-        channels=64,
+        channels=32,  # 64 learned no faster per iteration in our runs, at ~1.5x the time per iteration
         dropout_ratio=0.1,
         num_classes=num_classes,
         norm_cfg=norm_cfg,
