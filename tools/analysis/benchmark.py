@@ -454,14 +454,6 @@ def run_layernorm(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ model
-def _syncbn_to_bn(node):
-    if isinstance(node, dict):
-        return {k: ('BN' if k == 'type' and v in ('SyncBN', 'MMSyncBN') else _syncbn_to_bn(v)) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return type(node)(_syncbn_to_bn(v) for v in node)
-    return node
-
-
 def _keep_100_detections(test_cfg) -> None:
     # Random weights score below any threshold: with none, every image keeps max_per_img=100 detections,
     # the load a trained detector puts on NMS and the mask head.
@@ -477,7 +469,8 @@ def _keep_100_detections(test_cfg) -> None:
 def model_variant_cfg(model_cfg: dict, variant: str) -> dict:
     """The model config of a variant: ``ours``, ``ours_cp`` (``with_cp=True``) or ``mmpretrain``."""
     # The benchmark runs one process: SyncBN would need a process group, so it becomes BN (same cost per GPU).
-    cfg = _syncbn_to_bn(copy.deepcopy(model_cfg))
+    from convnext_dense.config_utils import syncbn_to_bn
+    cfg = syncbn_to_bn(copy.deepcopy(model_cfg))
     backbone = cfg['backbone']
     backbone['init_cfg'] = None  # timing needs no pretrained weights (and tests never download)
     _keep_100_detections(cfg.get('test_cfg'))

@@ -22,6 +22,8 @@ import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
 
+from convnext_dense.config_utils import syncbn_to_bn
+
 #: Paper input size, (H, W): 1280x800 images (W x H).
 PAPER_SHAPE = (800, 1280)
 NUM_BOX_PROPOSALS = 1000
@@ -84,21 +86,12 @@ class PaperDummyForward(nn.Module):
         return tuple(outs)
 
 
-def _syncbn_to_bn(node):
-    if isinstance(node, dict):
-        return {key: ('BN' if key == 'type' and value == 'SyncBN' else _syncbn_to_bn(value))
-                for key, value in node.items()}
-    if isinstance(node, (list, tuple)):
-        return type(node)(_syncbn_to_bn(item) for item in node)
-    return node
-
-
 def build_detector(cfg: Config) -> nn.Module:
     """Builds the config's detector in eval mode, without loading pretrained weights."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    model_cfg = ConfigDict(_syncbn_to_bn(cfg.model.to_dict()))  # mmdet reads train_cfg.rpn as attributes
+    model_cfg = ConfigDict(syncbn_to_bn(cfg.model.to_dict()))  # mmdet reads train_cfg.rpn as attributes
     return MODELS.build(model_cfg).eval()
 
 

@@ -21,6 +21,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config, ConfigDict
 
+from convnext_dense.config_utils import syncbn_to_bn
+
 # config file stem -> (params, FLOPs) of the paper's Table (ADE20K, UperNet, 160k iterations).
 PAPER_NUMBERS: Dict[str, Tuple[float, float]] = {
     'upernet_convnext_t_512_160k': (60e6, 939e9),
@@ -45,18 +47,6 @@ def default_shape(cfg: Config) -> Tuple[int, int]:
     return PAPER_SHAPES.get(int(crop[0]), (crop[0], crop[0] * 4))
 
 
-def _replace_sync_bn(node):
-    """Returns a copy of a config node with every ``SyncBN`` norm_cfg replaced by plain ``BN``."""
-    if isinstance(node, dict):
-        node = {key: _replace_sync_bn(value) for key, value in node.items()}
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        return node
-    if isinstance(node, (list, tuple)):
-        return type(node)(_replace_sync_bn(value) for value in node)
-    return node
-
-
 def build_segmentor(cfg: Config) -> torch.nn.Module:
     """Builds ``cfg.model`` for counting: BN for SyncBN, no pretrained weights, eval mode, CPU.
 
@@ -67,7 +57,7 @@ def build_segmentor(cfg: Config) -> torch.nn.Module:
     from mmseg.registry import MODELS
 
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = ConfigDict(_replace_sync_bn(cfg.model.to_dict()))
+    model_cfg = ConfigDict(syncbn_to_bn(cfg.model.to_dict()))
     model_cfg.get('backbone', {}).pop('init_cfg', None)
     model_cfg.pop('pretrained', None)
     return MODELS.build(model_cfg).eval()
