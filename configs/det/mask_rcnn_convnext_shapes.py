@@ -1,11 +1,10 @@
 # Demo: Mask R-CNN + FPN on a ConvNeXt-atto, on the synthetic shapes dataset
-# (python tools/make_shapes.py --out data/shapes). Self-contained, so it does not inherit the paper recipe's
+# (python tools/make_shapes.py --out data/shapes). It shares only the runtime with the paper recipes, not their
 # SyncBN, AMP and 1333x800 images: 128x128 images, slim FPN and GN heads, a short iteration-based schedule for
 # 2 CPU cores. A GPU, when present, is used automatically by mmengine. Alone it trains from scratch;
 # tools/demo.py starts its backbone from the demo's UperNet run instead (init_cfg Pretrained on that
 # checkpoint), as the paper's detectors start from pre-trained weights.
-default_scope = 'mmdet'
-custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
+_base_ = ['../_base_/det_runtime.py']
 
 data_root = 'data/shapes/'
 image_size = 128
@@ -172,24 +171,11 @@ param_scheduler = [
 ]
 
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
     # log_metric_by_epoch=False: validation metrics are logged against the iteration (learning curves).
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),  # with ETA
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook', score_thr=0.5))
-# Stops at the first NaN/inf loss naming the iteration and images, before a broken checkpoint is saved.
-custom_hooks = [dict(type='convnext_dense.FiniteLossHook')]
-env_cfg = dict(
-    cudnn_benchmark=True,  # fixed 128x128 inputs
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False
+    logger=dict(interval=20, log_metric_by_epoch=False),  # with ETA
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    visualization=dict(score_thr=0.5))
+env_cfg = dict(cudnn_benchmark=True)  # fixed 128x128 inputs
+log_processor = dict(window_size=20, by_epoch=False)
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
