@@ -67,7 +67,8 @@ def _extension():
     """The compiled C++ module, or None (with one warning naming the reason) where it cannot be built."""
     try:
         from torch.utils.cpp_extension import load_inline
-        # -march=native: the build happens on the machine that runs it and is cached per machine.
+        # -march=native: built on the machine that runs it. A home directory shared by machines with different
+        # CPUs needs TORCH_EXTENSIONS_DIR set per machine, or the cached build may use missing instructions.
         return load_inline('convnext_dense_dwconv_cpu', cpp_sources=_CPP_SOURCE,
                            functions=['depthwise_weight_grad'], extra_cflags=['-O3', '-march=native',
                                                                             '-fopenmp-simd'])
