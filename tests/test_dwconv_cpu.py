@@ -60,6 +60,11 @@ def test_used_only_for_float32_training_on_cpu():
     assert not dwconv_cpu.fast_depthwise_grad_applies(x.double(), conv.double())
     conv.weight.requires_grad_(False)  # frozen stage: nothing to gain
     assert not dwconv_cpu.fast_depthwise_grad_applies(x, conv)
+    # convolutions the kernel does not compute take the ordinary path
+    for other in (nn.Conv2d(8, 8, 7, padding=3), nn.Conv2d(8, 8, 7, stride=2, padding=3, groups=8),
+                  nn.Conv2d(8, 8, 7, padding=2, groups=8), nn.Conv2d(8, 8, 7, padding=3, groups=8,
+                                                                     padding_mode='reflect')):
+        assert not dwconv_cpu.fast_depthwise_grad_applies(x, other)
 
 
 def test_falls_back_with_a_warning_when_the_kernel_cannot_be_built(monkeypatch):

@@ -85,7 +85,6 @@ class _DepthwiseConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
 
     @staticmethod
@@ -102,7 +101,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
             # channels_last tensors permute to contiguous NHWC views: no copies
             taps = _extension().depthwise_weight_grad(x.permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1), size)
             grad_weight = taps.t().reshape(weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False where bias is None
             grad_bias = grad_out.sum(dim=(0, 2, 3))
         return grad_x, grad_weight, grad_bias
 
@@ -112,10 +111,15 @@ def fast_depthwise_grad_applies(x: torch.Tensor, conv: torch.nn.Conv2d) -> bool:
 
     Args:
         x: Input of the convolution.
-        conv: A depthwise ``nn.Conv2d`` (groups == channels, stride 1, odd square kernel, padding k // 2).
+        conv: The convolution; only a depthwise one with stride 1, an odd square kernel and zero padding
+            ``k // 2`` (what the kernel computes) qualifies, any other takes ``conv(x)``.
     """
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
-            and torch.is_grad_enabled() and conv.weight.requires_grad
+    size = conv.kernel_size[0]
+    depthwise_same = (conv.groups == conv.in_channels == conv.out_channels and conv.stride == (1, 1)
+                      and conv.dilation == (1, 1) and conv.kernel_size == (size, size) and size % 2 == 1
+                      and conv.padding == (size // 2, size // 2) and conv.padding_mode == 'zeros')
+    return (depthwise_same and x.device.type == 'cpu' and x.dtype == torch.float32
+            and conv.weight.dtype == torch.float32 and torch.is_grad_enabled() and conv.weight.requires_grad
             and not torch.compiler.is_compiling() and _extension() is not None)
 
 
@@ -124,7 +128,7 @@ def depthwise_conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
 
     Args:
         x: N x C x H x W input (channels_last is fastest).
-        conv: A depthwise ``nn.Conv2d`` with stride 1 and padding ``kernel_size // 2``.
+        conv: The convolution (see :func:`fast_depthwise_grad_applies` for which ones use the kernel).
     """
     if fast_depthwise_grad_applies(x, conv):
         return _DepthwiseConv2d.apply(x, conv.weight, conv.bias)
