@@ -138,6 +138,13 @@ def test_build_backbones_copies_the_same_weights():
             torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
+def test_rounds_rotate_which_implementation_runs_first():
+    names = ['ours', 'timm', 'mmpretrain']
+    assert [benchmark.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']
+    assert sorted(benchmark.rotated(names, 2)) == sorted(names)
+    assert benchmark.rotated([], 3) == []
+
+
 @pytest.mark.parametrize('text, expected', [('224', (224, 224)), ('1344x800', (800, 1344))])
 def test_parse_size_is_width_by_height(text, expected):
     assert benchmark.parse_size(text) == expected

@@ -4,12 +4,13 @@ Three modes, each printing a table (``--json`` prints one JSON object instead):
 
 - ``backbone``: our ConvNeXt, timm's and mmpretrain's with the same weights and the same outputs (the four
   stage outputs, each through its own channels-first LayerNorm; timm gets those norms added), timed in the
-  same run and interleaved round by round, for inference and forward+backward, per input size, autocast
-  dtype, memory format and eager / ``torch.compile``. Throughput is the median over rounds.
+  same run and interleaved round by round (each round starting with the next implementation, since the one
+  timed first measured slower), for inference and forward+backward, per input size, autocast dtype, memory
+  format and eager / ``torch.compile``. Throughput is the median over rounds.
 - ``model CONFIG``: inference FPS (test score threshold 0 so that 100 detections are kept per image, as a
   trained detector gives) and training s/iter (forward + backward of a synthetic batch) of a config, next to
   the same config with mmpretrain's backbone, and with ``with_cp`` on. Each variant runs in a fresh process,
-  so its peak memory is its own; rounds alternate the variants.
+  so its peak memory is its own; rounds alternate the variants, each starting with the next one.
 - ``layernorm``: the channels-first LayerNorm options (permute + ``F.layer_norm``, hand-written mean/var,
   a channels-last copy first) forward and forward+backward, with their error against a float64 reference.
 
@@ -239,6 +240,12 @@ def max_output_difference(models: Dict[str, nn.Module], size: Tuple[int, int] = 
                 for name, model in models.items() if name != 'ours'}
 
 
+def rotated(names: List[str], shift: int) -> List[str]:
+    """``names`` rotated left by ``shift``: round ``r`` of a benchmark starts with a different variant."""
+    shift %= max(len(names), 1)
+    return names[shift:] + names[:shift]
+
+
 def _make_step(model: nn.Module, x: torch.Tensor, train: bool, dtype: Optional[torch.dtype]) -> Callable:
     def step() -> None:
         with autocast(x.device, dtype):
@@ -311,7 +318,10 @@ def run_backbone(args: argparse.Namespace) -> dict:
                         timed: Dict[str, nn.Module] = {}
                         errors: Dict[str, str] = dict(unavailable)
                         for rnd in range(args.rounds):
-                            for name, base in models.items():  # interleaved: every round runs every impl
+                            # Interleaved, every round runs every impl, and the order rotates: on this CPU
+                            # the impl timed first in a round measured ~2% slower whichever it was.
+                            for name in rotated(list(models), rnd):
+                                base = models[name]
                                 if name in errors:
                                     continue
                                 try:
@@ -612,8 +622,8 @@ def run_model(args: argparse.Namespace) -> dict:
     device = 'cuda' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu'
     per_round: Dict[str, List[dict]] = {v: [] for v in args.variants}
     errors: Dict[str, str] = {}
-    for _ in range(args.rounds):
-        for variant in args.variants:  # alternate variants every round, each in a fresh process
+    for rnd in range(args.rounds):
+        for variant in rotated(list(args.variants), rnd):  # every round, each in a fresh process
             if variant in errors:
                 continue
             case = dict(config=args.config, variant=variant, height=height, width=width, batch=args.batch,
