@@ -187,6 +187,18 @@ def test_channels_last_gives_the_same_numbers():
         torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_outputs_keep_the_input_memory_format():
+    # The blocks run channels-last inside; an NCHW caller (mmdet, mmseg) must still get NCHW-contiguous maps,
+    # which mmcv's RoIAlign assumes (see test_foundation.py).
+    model = small_convnext().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(out.is_contiguous() for out in model(x))
+        channels_last = model(x.to(memory_format=torch.channels_last))
+    assert all(out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+               for out in channels_last)
+
+
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_build_through_mm_registries(scope):
     from mmengine.registry import DefaultScope, init_default_scope

@@ -31,6 +31,24 @@ def test_mmcv_compiled_ops_run():
     assert torch.allclose(pooled.flatten(), torch.tensor([2.5, 4.5, 10.5, 12.5]))
 
 
+def test_roi_features_of_our_backbone_match_torchvision():
+    # mmcv 2.1.0's RoIAlign indexes its input as contiguous NCHW: given channels_last-strided maps it returns
+    # wrong features without an error (checked below, so the trap stays visible). Our backbone hands NCHW
+    # callers contiguous maps, and mmdet's RoI extractor then matches torchvision's roi_align.
+    import torchvision
+    from mmcv.ops import RoIAlign
+    torch.manual_seed(0)
+    model = ConvNeXt(dict(depths=(1, 1, 1, 1), channels=(8, 16, 32, 64))).eval()
+    rois = torch.tensor([[0.0, 4.0, 6.0, 40.0, 30.0], [1.0, 20.0, 2.0, 60.0, 60.0]])
+    roi_align = RoIAlign(output_size=7, spatial_scale=1 / 4, sampling_ratio=0, aligned=True)
+    with torch.no_grad():
+        stride4 = model(torch.randn(2, 3, 64, 64))[0]
+        expected = torchvision.ops.roi_align(stride4, rois, 7, 1 / 4, 0, aligned=True)
+        torch.testing.assert_close(roi_align(stride4, rois), expected, atol=1e-5, rtol=1e-5)
+        misread = roi_align(stride4.contiguous(memory_format=torch.channels_last), rois)
+    assert (misread - expected).abs().max() > 0.1, 'mmcv RoIAlign handles channels_last now: update the comments'
+
+
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_backbone_resolves_from_downstream_default_scope(scope):
     if scope == 'mmdet':

@@ -154,6 +154,11 @@ class Block(nn.Module):
         return x.add_(shortcut)  # inference: reuse x's buffer
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-d tensor is laid out channels-last (NHWC in memory) rather than contiguous NCHW."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def resolve_arch(arch: Union[str, dict]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Returns ``(depths, channels)`` for an arch name or a ``dict(depths=..., channels=...)``.
 
@@ -353,11 +358,16 @@ class ConvNeXt(BaseModule):
                              f'input, got shape {tuple(x.shape)}.')
         if min(x.shape[-2:]) < STEM_STRIDE * 2 ** (NUM_STAGES - 1):
             raise ValueError(f'ConvNeXt needs inputs of at least 32x32, got {tuple(x.shape[-2:])}.')
+        # Outputs in the input's memory format. The blocks run channels-last whatever the input, so the
+        # output norms would hand an NCHW caller channels_last-strided maps, and mmcv 2.1.0's RoIAlign reads
+        # those as if they were contiguous: wrong RoI features, silently (a Mask R-CNN's RoI heads then learn
+        # nothing). mmdet and mmseg feed contiguous images, so they get contiguous maps.
+        memory_format = torch.channels_last if is_channels_last(x) else torch.contiguous_format
         outs = []
         for i in range(NUM_STAGES):
             x = self._run_stage(self.stages[i], self.downsample_layers[i](x))
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=memory_format))
             if i == self.out_indices[-1]:
                 break
         return tuple(outs)
