@@ -18,7 +18,7 @@ neck_channels = 64
 # before session 5, while the RoI heads still got scrambled features (see README, mmcv RoIAlign); not re-measured.
 head_norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
 
-max_iters = 300  # the 15-minute demo budget: the segmentor needs 1500 of its iterations first
+max_iters = 300  # the 15-minute demo budget: the segmentor needs 1700 of its iterations first
 val_interval = 150
 warmup_iters = 50
 batch_size = 4
