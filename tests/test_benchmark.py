@@ -3,6 +3,7 @@
 No timing is asserted: the benchmark is the instrument; these tests check that it runs and what it reports.
 """
 import json
+import statistics
 
 import pytest
 import torch
@@ -136,6 +137,17 @@ def test_build_backbones_copies_the_same_weights():
         for ours, theirs in zip(models['ours'].eval()(x), models['timm'].eval()(x)):
             assert ours.shape == theirs.shape
             torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_ratios_pair_the_figures_of_each_round():
+    # the machine slows 2x between rounds; both implementations slow with it, ours stays 1.5x faster
+    ours, timm = [3.0, 1.5, 3.0], [2.0, 1.0, 2.0]
+    assert benchmark.paired_ratio(ours, timm) == pytest.approx(1.5)
+    # the ratio of the separate medians would mix the drift in when it does not hit both sides alike
+    assert benchmark.paired_ratio([3.0, 1.5, 1.5], [2.0, 1.0, 2.0]) == pytest.approx(1.5)
+    assert statistics.median([3.0, 1.5, 1.5]) / statistics.median([2.0, 1.0, 2.0]) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match='one figure per round'):
+        benchmark.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_rounds_rotate_which_implementation_runs_first():

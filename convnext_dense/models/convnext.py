@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
+from convnext_dense.models import onednn_mlp
 from convnext_dense.models.dwconv_cpu import depthwise_conv2d
 from convnext_dense.registry import MODELS
 
@@ -132,14 +133,17 @@ class Block(nn.Module):
         shortcut = x
         x = depthwise_conv2d(x, self.dwconv) if self.fast_dwconv_grad else self.dwconv(x)
         x = x.permute(0, 2, 3, 1)  # the MLP runs on channels-last
+        if onednn_mlp.applies(x, shortcut, self.training):
+            try:
+                return self._mlp_onednn(self.norm(x), shortcut)
+            except (RuntimeError, AttributeError, NotImplementedError) as err:  # op missing or unsupported here
+                onednn_mlp.disable(err)
         x = self.act(self.pwconv1(self.norm(x)))
         if self.grn is not None:
             x = self.grn(x)
         if self.gamma is None:
             x = self.pwconv2(x)
-        elif x.numel() // x.shape[-1] > self.pwconv2.in_features:
-            # More output rows (pixels) than hidden channels: folding layer scale into pwconv2 (a C x 4C
-            # product) costs less than scaling the N x H x W x C output, forward and backward.
+        elif self._folds_layer_scale(x):
             x = F.linear(x, self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma)
         else:
             # Late stages on small inputs: the weight is larger than the activations, so scale those (as
@@ -152,6 +156,31 @@ class Block(nn.Module):
             # 0.9 s ConvNeXt-T CPU training step). Under autocast the sum takes the residual stream's dtype.
             return shortcut + x
         return x.add_(shortcut)  # inference: reuse x's buffer
+
+    def _folds_layer_scale(self, x: torch.Tensor) -> bool:
+        # More output rows (pixels) than hidden channels: folding layer scale into pwconv2 (a C x 4C product)
+        # costs less than scaling the N x H x W x C output, forward and backward.
+        return x.numel() // x.shape[-1] > self.pwconv2.in_features
+
+    def _mlp_onednn(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """The MLP, layer scale and residual add of CPU float32 inference, fused by oneDNN (``onednn_mlp.py``).
+
+        Args:
+            x: The normalized NHWC activations.
+            shortcut: The block's input (channels_last NCHW, so its NHWC permute is contiguous).
+        """
+        x = onednn_mlp.linear_gelu(x, self.pwconv1.weight, self.pwconv1.bias)
+        if self.grn is not None:
+            x = self.grn(x)
+        residual = shortcut.permute(0, 2, 3, 1)
+        if self.gamma is None:
+            x = onednn_mlp.linear_add(x, self.pwconv2.weight, self.pwconv2.bias, residual)
+        elif self._folds_layer_scale(x):
+            x = onednn_mlp.linear_add(x, self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma,
+                                      residual)
+        else:
+            x = self.pwconv2(x).mul_(self.gamma).add_(residual)
+        return x.permute(0, 3, 1, 2)
 
 
 def is_channels_last(x: torch.Tensor) -> bool:

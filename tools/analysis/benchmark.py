@@ -6,7 +6,8 @@ Three modes, each printing a table (``--json`` prints one JSON object instead):
   stage outputs, each through its own channels-first LayerNorm; timm gets those norms added), timed in the
   same run and interleaved round by round (each round starting with the next implementation, since the one
   timed first measured slower), for inference and forward+backward, per input size, autocast dtype, memory
-  format and eager / ``torch.compile``. Throughput is the median over rounds.
+  format and eager / ``torch.compile``. Throughput is the median over rounds; a ratio (ours / reference) is
+  the median of the per-round ratios, so that the machine's drift during a run cancels out.
 - ``model CONFIG``: inference FPS (test score threshold 0 so that 100 detections are kept per image, as a
   trained detector gives) and training s/iter (forward + backward of a synthetic batch) of a config, next to
   the same config with mmpretrain's backbone, and with ``with_cp`` on. Each variant runs in a fresh process,
@@ -362,11 +363,28 @@ def run_backbone(args: argparse.Namespace) -> dict:
                 command=' '.join(sys.argv), rows=rows)
 
 
+def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """Median over rounds of ``numerator / denominator`` taken in the same round.
+
+    Rounds interleave the implementations, so the two figures of a pair saw the machine in the same state. This
+    VM's speed drifts by up to 1.5x within one run (per-round training img/s of one implementation spanned
+    1.33-2.82), and the ratio of two separately taken medians mixes that drift in; the paired median does not.
+
+    Args:
+        numerators: one figure per round (e.g. our img/s).
+        denominators: the reference's figures from the same rounds, in the same order.
+    """
+    if len(numerators) != len(denominators) or not numerators:
+        raise ValueError(f'paired_ratio needs one figure per round on both sides, got {len(numerators)} '
+                         f'and {len(denominators)}')
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def _add_ratios(row: dict) -> None:
-    ours = row['results'].get('ours', {}).get('img_per_s')
+    ours = row['results'].get('ours', {}).get('rounds')
     for name, result in row['results'].items():
-        if name != 'ours' and ours and result.get('img_per_s'):
-            row[f'ours_vs_{name}'] = ours / result['img_per_s']
+        if name != 'ours' and ours and result.get('rounds'):
+            row[f'ours_vs_{name}'] = paired_ratio(ours, result['rounds'])
 
 
 def _memory_in_subprocess(args: argparse.Namespace, impl: str, height: int, width: int, batch: int,
@@ -649,10 +667,11 @@ def run_model(args: argparse.Namespace) -> dict:
         rows.append(row)
     ours = next((r for r in rows if r['variant'] == 'ours'), {})
     for row in rows:
-        if row is not ours and 'error' not in row:
+        if row is not ours and 'error' not in row and 'error' not in ours:
             for key in ('train_s_per_iter', 'train_peak_mem_mib', 'infer_fps'):
                 if key in row and ours.get(key):
-                    row[f'{key}_vs_ours'] = row[key] / ours[key]
+                    row[f'{key}_vs_ours'] = paired_ratio([r[key] for r in per_round[row['variant']]],
+                                                         [r[key] for r in per_round['ours']])
     report = dict(mode='model', config=args.config, size=f'{width}x{height}', batch=args.batch, dtype=args.dtype,
                   clock=args.clock, env=environment(), command=' '.join(sys.argv), rows=rows)
     if not args.json:
