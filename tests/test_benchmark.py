@@ -195,5 +195,6 @@ def test_model_mode_runs_a_detector_config_in_fresh_processes(repo_root, capsys)
     for row in rows.values():
         assert row['train_s_per_iter'] > 0 and row['train_peak_mem_mib'] >= 0 and row['infer_fps'] > 0
         assert 0 < row['detections_per_image'] <= 100  # score threshold 0, max_per_img 100
+        assert len(row['rounds']) == 1 and row['rounds'][0]['train_s_per_iter'] == row['train_s_per_iter']
     assert rows['ours_cp']['train_s_per_iter_vs_ours'] == pytest.approx(
         rows['ours_cp']['train_s_per_iter'] / rows['ours']['train_s_per_iter'])

@@ -659,7 +659,7 @@ def run_model(args: argparse.Namespace) -> dict:
             rows.append(dict(variant=variant, error=errors[variant]))
             continue
         runs = per_round[variant]
-        row = dict(variant=variant)
+        row = dict(variant=variant, rounds=runs)  # each round's figures, in the order they were taken
         for key in ('train_s_per_iter', 'train_peak_mem_mib', 'infer_fps', 'detections_per_image'):
             values = [r[key] for r in runs if key in r]
             if values:
