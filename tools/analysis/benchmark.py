@@ -669,7 +669,8 @@ def run_model(args: argparse.Namespace) -> dict:
     for row in rows:
         if row is not ours and 'error' not in row and 'error' not in ours:
             for key in ('train_s_per_iter', 'train_peak_mem_mib', 'infer_fps'):
-                if key in row and ours.get(key):
+                # a CPU step can grow the resident set by 0 MiB (memory cached from the warm-up): no ratio then
+                if key in row and all(r.get(key) for r in per_round['ours']):
                     row[f'{key}_vs_ours'] = paired_ratio([r[key] for r in per_round[row['variant']]],
                                                          [r[key] for r in per_round['ours']])
     report = dict(mode='model', config=args.config, size=f'{width}x{height}', batch=args.batch, dtype=args.dtype,
