@@ -150,6 +150,23 @@ def test_ratios_pair_the_figures_of_each_round():
         benchmark.paired_ratio([1.0, 2.0], [1.0])
 
 
+def test_model_ratios_need_an_ours_row_and_nonzero_rounds():
+    def row(variant, *rounds):
+        return dict(variant=variant, rounds=list(rounds), **{k: statistics.median(r[k] for r in rounds)
+                                                             for k in rounds[0]})
+    ours = row('ours', dict(train_s_per_iter=2.0, train_peak_mem_mib=100.0), dict(train_s_per_iter=4.0,
+                                                                                   train_peak_mem_mib=0.0))
+    cp = row('ours_cp', dict(train_s_per_iter=3.0, train_peak_mem_mib=50.0), dict(train_s_per_iter=4.0,
+                                                                                   train_peak_mem_mib=50.0))
+    rows = [ours, cp, dict(variant='mmpretrain', error='not importable')]
+    benchmark._add_model_ratios(rows)
+    assert cp['train_s_per_iter_vs_ours'] == pytest.approx(1.25)  # median of 1.5 and 1.0, paired per round
+    assert 'train_peak_mem_mib_vs_ours' not in cp  # one of ours' rounds grew memory by 0 MiB
+    cp_alone = row('ours_cp', dict(train_s_per_iter=3.0))
+    benchmark._add_model_ratios([cp_alone])  # --variants without ours: figures, no ratios
+    assert not any(key.endswith('_vs_ours') for key in cp_alone)
+
+
 def test_rounds_rotate_which_implementation_runs_first():
     names = ['ours', 'timm', 'mmpretrain']
     assert [benchmark.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']

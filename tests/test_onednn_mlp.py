@@ -52,7 +52,8 @@ def test_used_only_for_float32_cpu_inference():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             assert not onednn_mlp.applies(x, shortcut, training=False)
         traced = []
-        torch.jit.trace(lambda t: traced.append(onednn_mlp.applies(t, shortcut, training=False)) or t, x, check_trace=False)
+        torch.jit.trace(lambda t: traced.append(onednn_mlp.applies(t, shortcut, training=False)) or t, x,
+                        check_trace=False)
         assert traced == [False]  # FLOP counters trace the model: the plain linears are what they count
     assert not onednn_mlp.applies(x, shortcut, training=False)  # autograd on: training or input gradients
 

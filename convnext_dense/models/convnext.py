@@ -144,7 +144,7 @@ class Block(nn.Module):
         if self.gamma is None:
             x = self.pwconv2(x)
         elif self._folds_layer_scale(x):
-            x = F.linear(x, self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma)
+            x = F.linear(x, *self._pwconv2_with_layer_scale())
         else:
             # Late stages on small inputs: the weight is larger than the activations, so scale those (as
             # the official code does). Measured on ConvNeXt-T at 224, batch 2, CPU: 16% less training time.
@@ -162,6 +162,10 @@ class Block(nn.Module):
         # costs less than scaling the N x H x W x C output, forward and backward.
         return x.numel() // x.shape[-1] > self.pwconv2.in_features
 
+    def _pwconv2_with_layer_scale(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """pwconv2's weight and bias with ``gamma`` folded in: ``gamma * pwconv2(x)`` as one linear."""
+        return self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma
+
     def _mlp_onednn(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         """The MLP, layer scale and residual add of CPU float32 inference, fused by oneDNN (``onednn_mlp.py``).
 
@@ -176,8 +180,7 @@ class Block(nn.Module):
         if self.gamma is None:
             x = onednn_mlp.linear_add(x, self.pwconv2.weight, self.pwconv2.bias, residual)
         elif self._folds_layer_scale(x):
-            x = onednn_mlp.linear_add(x, self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma,
-                                      residual)
+            x = onednn_mlp.linear_add(x, *self._pwconv2_with_layer_scale(), residual)
         else:
             x = self.pwconv2(x).mul_(self.gamma).add_(residual)
         return x.permute(0, 3, 1, 2)

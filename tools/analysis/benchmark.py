@@ -635,6 +635,25 @@ def model_probe(case_json: str) -> None:
     print(json.dumps(result))
 
 
+def _add_model_ratios(rows: List[dict]) -> None:
+    """Adds ``<figure>_vs_ours`` (per-round paired, see :func:`paired_ratio`) to each row beside ours.
+
+    Args:
+        rows: One dict per variant with its ``rounds`` (or an ``error``); without an ``ours`` row, no ratios.
+    """
+    ours = next((r for r in rows if r['variant'] == 'ours' and 'error' not in r), None)
+    if ours is None:
+        return
+    for row in rows:
+        if row is ours or 'error' in row:
+            continue
+        for key in ('train_s_per_iter', 'train_peak_mem_mib', 'infer_fps'):
+            # a CPU step can grow the resident set by 0 MiB (memory cached from the warm-up): no ratio then
+            if key in row and key in ours and all(r[key] for r in ours['rounds']):
+                row[f'{key}_vs_ours'] = paired_ratio([r[key] for r in row['rounds']],
+                                                     [r[key] for r in ours['rounds']])
+
+
 def run_model(args: argparse.Namespace) -> dict:
     height, width = args.size
     device = 'cuda' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu'
@@ -665,14 +684,7 @@ def run_model(args: argparse.Namespace) -> dict:
             if values:
                 row[key] = statistics.median(values)
         rows.append(row)
-    ours = next((r for r in rows if r['variant'] == 'ours'), {})
-    for row in rows:
-        if row is not ours and 'error' not in row and 'error' not in ours:
-            for key in ('train_s_per_iter', 'train_peak_mem_mib', 'infer_fps'):
-                # a CPU step can grow the resident set by 0 MiB (memory cached from the warm-up): no ratio then
-                if key in row and all(r.get(key) for r in per_round['ours']):
-                    row[f'{key}_vs_ours'] = paired_ratio([r[key] for r in per_round[row['variant']]],
-                                                         [r[key] for r in per_round['ours']])
+    _add_model_ratios(rows)
     report = dict(mode='model', config=args.config, size=f'{width}x{height}', batch=args.batch, dtype=args.dtype,
                   clock=args.clock, env=environment(), command=' '.join(sys.argv), rows=rows)
     if not args.json:
