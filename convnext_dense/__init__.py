@@ -4,7 +4,7 @@ Importing the package registers the backbone and the optimizer constructors in t
 scope; configs only need ``custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)``.
 It never imports mmdet or mmseg.
 """
-from convnext_dense import compat  # noqa: F401  (installs the checkpoint-loading fix first)
+from convnext_dense import mmengine_patches  # noqa: F401  (installs the checkpoint-loading fix first)
 from convnext_dense import engine, models  # noqa: F401  (registers modules)
 from convnext_dense.version import __version__
 

@@ -14,6 +14,14 @@ sys.path.insert(0, str(REPO_ROOT / 'tools'))
 os.environ.setdefault('PYTHONHASHSEED', '0')
 
 
+def pytest_collection_modifyitems(items):
+    """Everything under tests/integration/ (subprocesses, end-to-end runs) is ``slow``: ``-m "not slow"``
+    leaves the fast unit tests."""
+    for item in items:
+        if 'integration' in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

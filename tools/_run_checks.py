@@ -105,7 +105,7 @@ def check_checkpoint_fits(model, checkpoint: str, purpose: str) -> None:
     """
     if not checkpoint or is_remote(checkpoint) or not os.path.isfile(checkpoint):
         return
-    from convnext_dense.compat import safe_torch_load
+    from convnext_dense.io import safe_torch_load
     try:
         loaded = safe_torch_load(checkpoint)
     except RuntimeError as error:

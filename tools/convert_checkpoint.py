@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from convnext_dense.models.checkpoint import (Conversion, compare_with_model, convert_state_dict,
                                               guess_arch, summarize_keys)
 

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a clone without installing
-from convnext_dense.compat import atomic_write  # noqa: E402
+from convnext_dense.io import atomic_write  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from convnext_dense.compat import atomic_write
+from convnext_dense.io import atomic_write
 
 #: Object classes, in COCO category-id order (category id = index + 1).
 SHAPES_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star', 'ring')

@@ -33,11 +33,11 @@ from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 
+from convnext_dense.models.arch import NUM_STAGES
 from convnext_dense.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 DECAY_TYPES: Tuple[str, ...] = ('layer_wise', 'stage_wise')
 HONOURED_KEYS: Tuple[str, ...] = ('decay_rate', 'decay_type', 'num_layers')
-NUM_STAGES = 4
 # The official rule sends ViT-style tokens to the stem; a ConvNeXt-family backbone rarely has them, but
 # keeping the rule keeps the grouping identical to mmdet's and mmseg's on any backbone that does.
 STEM_TOKEN_NAMES: Tuple[str, ...] = ('backbone.cls_token', 'backbone.mask_token', 'backbone.pos_embed')

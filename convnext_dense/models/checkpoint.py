@@ -1,6 +1,6 @@
 """Pretrained ConvNeXt checkpoints: layout detection, pure key conversion and a checked, reported load.
 
-Four layouts load without a manual conversion step (DESIGN.md §3):
+Four layouts load without a manual conversion step (docs/design.md, "Checkpoints"):
 
 - ``facebook``: the official release, ``{'model': state_dict}``; backbone keys already match ours, the final
   ``norm.*`` and ``head.*`` of the classifier are ignored.
@@ -27,7 +27,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.errors import CheckpointMismatchError
+from convnext_dense.io import safe_torch_load
+from convnext_dense.models.arch import ARCH_SETTINGS
 
 LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense')
 
@@ -42,10 +44,6 @@ _OUR_KEY = re.compile(
     r'|norm\d+\.(weight|bias))$')
 _OUTPUT_NORM = re.compile(r'^norm(\d+)\.')
 _ORIG_MOD = re.compile(r'(^|\.)_orig_mod\.')
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint does not fit the model (shape mismatch, missing or foreign backbone keys)."""
 
 
 @dataclass
@@ -285,8 +283,6 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
 
 def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Describes the arch of converted tensors: an ``ARCH_SETTINGS`` name or its depths and channels."""
-    from convnext_dense.models.convnext import ARCH_SETTINGS
-
     depths: Dict[int, int] = defaultdict(int)
     channels: Dict[int, int] = {}
     for key, value in state_dict.items():

@@ -8,7 +8,7 @@ official parameter names (``downsample_layers.*``, ``stages.i.j.*``, ``norm{i}``
 checkpoints and every layer-wise learning-rate decay rule depend on. It imports torch and mmengine only, so
 any mm-style project can use it.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -17,25 +17,10 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
 from convnext_dense.models import onednn_mlp
+from convnext_dense.models.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
+from convnext_dense.models.checkpoint import load_pretrained
 from convnext_dense.models.dwconv_cpu import depthwise_conv2d
 from convnext_dense.registry import MODELS
-
-# name -> (depths per stage, channels per stage); atto..huge as in ConvNeXt V2, tiny..xlarge as in V1.
-ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
-    'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
-    'femto': ((2, 2, 6, 2), (48, 96, 192, 384)),
-    'pico': ((2, 2, 6, 2), (64, 128, 256, 512)),
-    'nano': ((2, 2, 8, 2), (80, 160, 320, 640)),
-    'tiny': ((3, 3, 9, 3), (96, 192, 384, 768)),
-    'small': ((3, 3, 27, 3), (96, 192, 384, 768)),
-    'base': ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    'large': ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    'xlarge': ((3, 3, 27, 3), (256, 512, 1024, 2048)),
-    'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
-}
-
-NUM_STAGES = 4
-STEM_STRIDE = 4
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -189,30 +174,6 @@ class Block(nn.Module):
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether a 4-d tensor is laid out channels-last (NHWC in memory) rather than contiguous NCHW."""
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def resolve_arch(arch: Union[str, dict]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Returns ``(depths, channels)`` for an arch name or a ``dict(depths=..., channels=...)``.
-
-    Args:
-        arch: One of :data:`ARCH_SETTINGS` or a dict with four depths and four channel widths.
-
-    Raises:
-        ValueError: Unknown name, missing keys, or depths and channels of different or wrong length.
-    """
-    if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise ValueError(f'ConvNeXt: unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
-                             f'or pass dict(depths=(...), channels=(...)).')
-        return ARCH_SETTINGS[arch]
-    if not isinstance(arch, dict) or not {'depths', 'channels'} <= set(arch):
-        raise ValueError(f'ConvNeXt: arch must be one of {sorted(ARCH_SETTINGS)} or '
-                         f'dict(depths=(...), channels=(...)), got {arch!r}.')
-    depths, channels = tuple(arch['depths']), tuple(arch['channels'])
-    if len(depths) != NUM_STAGES or len(channels) != NUM_STAGES:
-        raise ValueError(f'ConvNeXt: arch needs {NUM_STAGES} depths and {NUM_STAGES} channels, got '
-                         f'depths={depths} and channels={channels}; or use one of {sorted(ARCH_SETTINGS)}.')
-    return depths, channels
 
 
 @MODELS.register_module()
@@ -369,7 +330,6 @@ class ConvNeXt(BaseModule):
                     nn.init.trunc_normal_(module.weight, std=0.02)
                     nn.init.zeros_(module.bias)
         if pretrained:
-            from convnext_dense.models.checkpoint import load_pretrained
             config = pretrained[-1]
             load_pretrained(self, config['checkpoint'], prefix=config.get('prefix'),
                             map_location=config.get('map_location', 'cpu'), ema=config.get('ema', False))

@@ -131,7 +131,7 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 # ------------------------------------------------------------------------------------------ backbones
 def arch_spec(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """``'tiny'`` or ``'depths:2,2,2,2;channels:8,16,32,64'`` (tiny test archs) -> (depths, channels)."""
-    from convnext_dense.models.convnext import resolve_arch
+    from convnext_dense.models.arch import resolve_arch
     if ':' in arch:
         parts = dict(p.split(':') for p in arch.split(';'))
         return resolve_arch({k: tuple(int(v) for v in parts[k].split(',')) for k in ('depths', 'channels')})
@@ -768,7 +768,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     if args.save_json:
-        from convnext_dense.compat import atomic_write
+        from convnext_dense.io import atomic_write
         atomic_write(json.dumps(report, indent=1), args.save_json)
     return 0
 

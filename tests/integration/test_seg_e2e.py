@@ -16,7 +16,7 @@ import pytest
 import mmseg  # noqa: F401  (a missing mmseg must fail the suite, not skip it)
 import cv2
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = REPO_ROOT / 'configs' / 'seg' / 'upernet_convnext_t_512_160k.py'
 IMAGE_HW = (96, 128)
 NUM_VAL = 2

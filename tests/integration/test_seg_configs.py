@@ -9,7 +9,7 @@ import mmseg  # noqa: F401  (a missing mmseg must fail the suite, not skip it)
 
 from analysis.seg_flops import PAPER_NUMBERS, build_segmentor  # noqa: E402  (tools/ is on sys.path)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SEG_CONFIGS = sorted((REPO_ROOT / 'configs' / 'seg').glob('*.py'))
 WEIGHTS = 'https://dl.fbaipublicfiles.com/convnext/'
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO_ROOT / 'tools' / 'train.py')
 TEST = str(REPO_ROOT / 'tools' / 'test.py')
 PAPER_CONFIG = REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnext_t_3x.py'

@@ -1,5 +1,5 @@
 """Bad input to tools/train.py and tools/test.py ends in one ``error: ...`` line that names the problem and
-the fix, with a non-zero exit status, instead of a traceback through mmengine (robustness, issue 8).
+the fix, with a non-zero exit status, instead of a traceback through mmengine (robustness).
 
 Most cases call the tools' ``main`` in this process (one mmdet import for all of them); two run the real CLI
 in a subprocess to check what the user sees on the console: no traceback at all, exit status 1.

@@ -7,7 +7,7 @@ import torch
 from conftest import FIXTURES
 
 import convert_checkpoint
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())

@@ -1,4 +1,4 @@
-"""Crash safety (issue 8): a training run killed with SIGKILL resumes with ``--resume`` at its last saved
+"""Crash safety: a training run killed with SIGKILL resumes with ``--resume`` at its last saved
 iteration and then logs exactly the losses of an uninterrupted run; a kill in the middle of a save never
 leaves a truncated checkpoint that resume or test would pick.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from shapes_run import REPO_ROOT, TRAIN, check_ok, logged_losses, make_data, run_tool, tool_env, write_config
 
 MAX_ITERS = 6
@@ -107,7 +107,7 @@ KILL_DURING_SAVE = textwrap.dedent('''
 
 def test_kill_during_a_save_leaves_the_previous_checkpoint_in_charge(tmp_path):
     work_dir = tmp_path / 'toy'
-    script = KILL_DURING_SAVE.format(tests=str(Path(__file__).parent), work_dir=str(work_dir))
+    script = KILL_DURING_SAVE.format(tests=str(Path(__file__).parents[1]), work_dir=str(work_dir))
     result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=tool_env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DET_CONFIGS = sorted((REPO_ROOT / 'configs' / 'det').glob('*.py'))
 URL = 'https://dl.fbaipublicfiles.com/convnext/'
 

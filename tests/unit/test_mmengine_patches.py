@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from toy_runner import ToyModel, toy_runner
 
 
@@ -74,7 +74,7 @@ def test_getattr_is_only_allowed_for_history_buffer_methods(tmp_path):
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     from mmengine.fileio import get_file_backend
-    from convnext_dense.compat import AtomicLocalBackend
+    from convnext_dense.mmengine_patches import AtomicLocalBackend
     target = tmp_path / 'ckpt' / 'iter_2.pth'
     backend = get_file_backend(str(target))
     assert isinstance(backend, AtomicLocalBackend)

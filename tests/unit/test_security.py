@@ -1,5 +1,5 @@
 """Weights from outside are loaded with ``weights_only=True``: a pickle that would run code is refused
-without running it, wherever such a file can enter (issue 8, security).
+without running it, wherever such a file can enter (security).
 
 The crafted files would create a marker directory when unpickled by plain ``pickle``/``torch.load``;
 every test asserts the marker does not exist afterwards. Both on-disk formats are covered: torch's zip
@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import convert_checkpoint
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 from convnext_dense.models import checkpoint as checkpoint_module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class _MakesMarker:

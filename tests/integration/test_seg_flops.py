@@ -10,7 +10,7 @@ import mmseg  # noqa: F401  (a missing mmseg must fail the suite, not skip it)
 from analysis import get_flops  # noqa: E402  (tools/ is on sys.path)
 from analysis.seg_flops import default_shape, segmentor_complexity  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SEG = REPO_ROOT / 'configs' / 'seg'
 
 

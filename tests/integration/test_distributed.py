@@ -1,4 +1,4 @@
-"""PyTorch DDP as users launch it (issue 8): ``tools/dist_train.sh`` (torchrun) with 2 CPU processes and the
+"""PyTorch DDP as users launch it: ``tools/dist_train.sh`` (torchrun) with 2 CPU processes and the
 gloo backend trains the shapes detector; the losses match a 1-process run on the same images; both ranks
 hold the same weights after every step; only rank 0 writes logs and checkpoints; and the checkpoint is
 tested by a plain 1-process ``tools/test.py``.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from convnext_dense.compat import safe_torch_load
+from convnext_dense.io import safe_torch_load
 from shapes_run import REPO_ROOT, TEST, TRAIN, check_ok, make_data, run_tool, tool_env, write_config
 
 import mmdet  # noqa: F401  (a missing mmdet must fail the suite, not skip it)

@@ -1,29 +1,20 @@
-"""Fixes for the traps of the stack (DESIGN.md §5), installed once when ``convnext_dense`` is imported.
+"""Reading and writing files safely: the one atomic writer and the one checkpoint reader of the package.
 
-torch >= 2.6 loads with ``weights_only=True`` by default. mmengine 0.10.7's local checkpoint loader calls
-``torch.load`` without that argument, so a full training checkpoint (message hub ``HistoryBuffer`` objects,
-numpy arrays and scalars) fails to load for ``--resume`` and ``tools/test.py``. Instead of turning the safe
-loader off, the local loader is replaced by one that stays ``weights_only=True`` and allows exactly the
-extra types that mmengine itself writes: a crafted pickle that would run code is still refused, for
-training checkpoints and pretrained weights alike.
-
-mmengine writes checkpoints, ``last_checkpoint`` and dumped results with a plain ``open(path, 'wb')``: a kill
-during a save leaves a truncated file that ``--resume`` or ``tools/test.py`` would pick up. The local file
-backend is replaced by one that writes a temporary file beside the target and renames it into place.
+- :func:`atomic_write` writes a temporary file beside the target and renames it into place, so a reader (or
+  a resumed run) sees either the old file or the complete new one, never a half-written one.
+- :func:`safe_torch_load` reads with ``torch.load(weights_only=True)`` and allows exactly the extra types
+  that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars): a
+  crafted pickle that would run code is refused, for training checkpoints and pretrained weights alike.
 """
 import os
 import pickle
-from typing import Any, Callable, List, Optional
-
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Any, List, Optional, Union
 
 import numpy as np
 import torch
-from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
 
 
 def _numpy_globals() -> List[Any]:
@@ -91,10 +82,6 @@ def _load_failure_cause(error: Exception) -> str:
     return cause.replace('WeightsUnpickler error: ', '').rstrip('.')
 
 
-def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
-    return safe_torch_load(os.path.expanduser(filename), map_location=map_location)
-
-
 def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str = 'utf-8',
                  fsync: bool = True) -> None:
     """Writes ``data`` to ``path`` so that readers see either the old file or the complete new one.
@@ -123,23 +110,3 @@ def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's local file backend with atomic ``put`` and ``put_text`` (temporary file + rename)."""
-
-    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        atomic_write(obj, filepath)
-
-    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
-        atomic_write(obj, filepath, encoding=encoding)
-
-
-def install() -> None:
-    """Installs the safe checkpoint loader and the atomic local file backend in mmengine (idempotent)."""
-    register: Callable = CheckpointLoader.register_scheme(prefixes='', force=True)
-    register(_load_from_local)
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-
-
-install()

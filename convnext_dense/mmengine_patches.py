@@ -1,0 +1,48 @@
+"""Patches to mmengine 0.10.7, installed once when ``convnext_dense`` is imported.
+
+Each patch replaces one mmengine component through mmengine's own registration API (nothing is
+monkey-patched in place) and can go once the upstream fix it waits for is released:
+
+1. Local checkpoint loading (``CheckpointLoader`` scheme ``''``). torch >= 2.6 loads with
+   ``weights_only=True`` by default and mmengine's local loader calls ``torch.load`` without allowing the
+   types mmengine itself pickles (``HistoryBuffer``, numpy arrays and scalars), so ``--resume`` and
+   ``tools/test.py`` fail on every training checkpoint. Replaced by :func:`convnext_dense.io.safe_torch_load`,
+   which stays ``weights_only=True``. Waits for: an mmengine release whose local loader allows its own
+   types under ``weights_only=True`` (0.10.7, the latest, does not).
+2. The local file backend (``'local'``). mmengine writes checkpoints, ``last_checkpoint`` and dumped results
+   with a plain ``open(path, 'wb')``: a kill during a save leaves a truncated file that ``--resume`` or
+   ``tools/test.py`` would pick up. Replaced by :class:`AtomicLocalBackend`, which writes through
+   :func:`convnext_dense.io.atomic_write`. Waits for: atomic saves in mmengine's ``LocalBackend``.
+"""
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from convnext_dense.io import atomic_write, safe_torch_load
+
+
+def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
+    return safe_torch_load(os.path.expanduser(filename), map_location=map_location)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic ``put`` and ``put_text`` (temporary file + rename)."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        atomic_write(obj, filepath)
+
+    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
+        atomic_write(obj, filepath, encoding=encoding)
+
+
+def install() -> None:
+    """Installs the safe checkpoint loader and the atomic local file backend in mmengine (idempotent)."""
+    register: Callable = CheckpointLoader.register_scheme(prefixes='', force=True)
+    register(_load_from_local)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+install()
