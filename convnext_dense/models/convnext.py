@@ -20,6 +20,7 @@ from convnext_dense.models import onednn_mlp
 from convnext_dense.models.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
 from convnext_dense.models.checkpoint import load_pretrained
 from convnext_dense.models.dwconv_cpu import depthwise_conv2d
+from convnext_dense.models.mmpretrain_args import check_mmpretrain_args
 from convnext_dense.registry import MODELS
 
 
@@ -202,6 +203,10 @@ class ConvNeXt(BaseModule):
             with this package's C++ kernel, compiled on first use: 3-70x faster than oneDNN's, which took a
             quarter of a ConvNeXt-T training step there. Same gradients to float rounding; no effect on GPUs,
             inference or compiled blocks; falls back (with a warning) where no C++ compiler is found.
+        stem_patch_size, norm_cfg, act_cfg, linear_pw_conv, gap_before_final_norm: mmpretrain ConvNeXt's
+            arguments, accepted with the values that describe this backbone (4, ``dict(type='LN2d',
+            eps=1e-6)``, ``dict(type='GELU')``, True, False) so that an mmdet or mmseg config switches by its
+            ``type`` alone; other values raise ``ConfigError`` (see ``mmpretrain_args.py``).
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
             facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
@@ -218,8 +223,15 @@ class ConvNeXt(BaseModule):
                  with_cp: bool = False,
                  compile_blocks: bool = False,
                  fast_dwconv_grad: bool = True,
+                 stem_patch_size: int = 4,
+                 norm_cfg: Optional[dict] = None,
+                 act_cfg: Optional[dict] = None,
+                 linear_pw_conv: bool = True,
+                 gap_before_final_norm: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_mmpretrain_args(stem_patch_size=stem_patch_size, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                              linear_pw_conv=linear_pw_conv, gap_before_final_norm=gap_before_final_norm)
         self.arch = arch
         self.depths, self.channels = resolve_arch(arch)
         self.out_indices = self._normalize_out_indices(out_indices)
