@@ -9,7 +9,8 @@ Four layouts load without a manual conversion step (docs/design.md, "Checkpoints
 - ``mmpretrain``: ``{'state_dict': ...}`` with a ``backbone.`` prefix and ``depthwise_conv`` /
   ``pointwise_conv{1,2}`` / ``grn.{gamma,beta}`` of shape (C,). Its ``norm{i}`` are the same channels-first
   output norms as ours, except in a classifier (a checkpoint with ``head.*``) whose only ``norm3`` is the
-  post-pooling final norm: that one is ignored, like facebook's ``norm``.
+  post-pooling final norm: that one is ignored, like facebook's ``norm``, whether the file is loaded with
+  an init_cfg ``prefix`` or not (the head is looked up beside the backbone), and the report says so.
 - ``convnext_dense``: our own names, bare or inside an mmdet / mmseg model (``backbone.`` prefix).
 
 Wrappers (``state_dict``, ``model``, ``module``, ``state_dict_ema``, ``model_ema``) and the ``module.``
@@ -45,6 +46,10 @@ _OUR_KEY = re.compile(
 _OUTPUT_NORM = re.compile(r'^norm(\d+)\.')
 _ORIG_MOD = re.compile(r'(^|\.)_orig_mod\.')
 
+CLASSIFIER_FINAL_NORM_NOTE = (
+    "norm3 of an mmpretrain classifier (a file with head.* beside the backbone) is its post-pooling final "
+    "norm, not an output norm: ignored with or without init_cfg prefix, like the official classifier's norm")
+
 
 @dataclass
 class Conversion:
@@ -56,6 +61,7 @@ class Conversion:
         renamed: ``(source key, our key)`` for every key whose name changed.
         ignored: Source keys deliberately dropped: classifier head, final norm, non-backbone modules.
         leftover: Source keys that match no known backbone parameter (not in ``state_dict``).
+        notes: Rules that decided what was ignored, for the report.
     """
 
     layout: str
@@ -63,6 +69,7 @@ class Conversion:
     renamed: List[Tuple[str, str]] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     leftover: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +86,7 @@ class LoadReport:
         missing: Other model keys absent from the checkpoint (a load with any is refused).
         unexpected: Checkpoint keys the model has no place for.
         mismatched: ``(our key, checkpoint shape, model shape)`` (a load with any is refused).
+        notes: Rules that decided what was ignored.
     """
 
     source: str
@@ -89,6 +97,7 @@ class LoadReport:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A compact multi-line description, one category per line."""
@@ -101,7 +110,7 @@ class LoadReport:
             f'  unexpected: {summarize_keys(self.unexpected)}',
             f'  shape mismatched: {", ".join(mismatched[:5]) if mismatched else "none"}'
             + (f' ... ({len(mismatched)} in all)' if len(mismatched) > 5 else ''),
-        ])
+        ] + [f'  note: {note}' for note in self.notes])
 
 
 def summarize_keys(keys: Sequence[str], limit: int = 8) -> str:
@@ -232,14 +241,22 @@ def _to_our_shape(key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def _sibling(prefix: str, name: str) -> str:
+    """``name`` beside the module at ``prefix``: ``('backbone.', 'head.')`` -> ``'head.'``,
+    ``('model.backbone.', 'head.')`` -> ``'model.head.'``, ``('', 'head.')`` -> ``'head.'``."""
+    parent = prefix.rstrip('.').rpartition('.')[0]
+    return f'{parent}.{name}' if parent else name
+
+
 def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = None,
                        ema: bool = False) -> Conversion:
     """Converts a checkpoint of any supported layout to our parameter names (pure: inputs unchanged).
 
     Args:
         checkpoint: A loaded checkpoint or state dict, wrapped or not.
-        prefix: Take only the keys under this prefix (init_cfg ``prefix``); by default a ``backbone.``
-            prefix is detected and every other key is ignored as not belonging to the backbone.
+        prefix: Take only the keys under this prefix (init_cfg ``prefix``; ``''``: every key, as it is); by
+            default a ``backbone.`` prefix is detected and every other key is ignored as not belonging to
+            the backbone. The classifier's final norm is recognised the same way in every case.
         ema: Prefer EMA weights when the checkpoint holds both.
 
     Returns:
@@ -248,22 +265,22 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
     state_dict, _ = unwrap_checkpoint(checkpoint, ema=ema)
     state_dict = strip_wrapper_prefixes(state_dict)
     ignored: List[str] = []
-    source_prefix = ''  # put back on reported source keys so they read as in the file
-    if prefix:
-        state_dict = select_prefix(state_dict, prefix)
-        source_prefix = prefix if prefix.endswith('.') else prefix + '.'
-        has_classifier_head = False
-    else:
-        has_classifier_head = any(k.startswith('head.') for k in state_dict)
-        if any(k.startswith('backbone.') for k in state_dict):
-            ignored = [k for k in state_dict if not k.startswith('backbone.')]
-            state_dict = select_prefix(state_dict, 'backbone.')
-            source_prefix = 'backbone.'
+    if prefix is None and any(k.startswith('backbone.') for k in state_dict):
+        ignored = [k for k in state_dict if not k.startswith('backbone.')]
+        prefix = 'backbone.'
+    # Put back on reported source keys so they read as in the file.
+    source_prefix = (prefix if prefix.endswith('.') else prefix + '.') if prefix else ''
+    # The classifier head sits beside the backbone (``head.*`` next to ``backbone.*``, or at the top of a
+    # bare file): looked up there whatever the prefix, so one file loads the same norms with or without it.
+    has_classifier_head = any(k.startswith(_sibling(source_prefix, 'head.')) for k in state_dict)
+    if source_prefix:
+        state_dict = select_prefix(state_dict, source_prefix)
     layout = detect_layout(list(state_dict))
     rename = {'timm': _rename_timm, 'mmpretrain': _rename_mmpretrain}.get(layout, _rename_official)
     output_norms = {k for k in state_dict if _OUTPUT_NORM.match(k)}
     classifier_final_norm = (layout == 'mmpretrain' and has_classifier_head
                              and {k.split('.')[0] for k in output_norms} == {'norm3'})
+    notes = [CLASSIFIER_FINAL_NORM_NOTE] if classifier_final_norm else []
 
     converted: Dict[str, torch.Tensor] = {}
     renamed: List[Tuple[str, str]] = []
@@ -278,7 +295,7 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
             converted[new_key] = _to_our_shape(new_key, value)
             if source_prefix + key != new_key:
                 renamed.append((source_prefix + key, new_key))
-    return Conversion(layout, converted, renamed, ignored, leftover)
+    return Conversion(layout, converted, renamed, ignored, leftover, notes)
 
 
 def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -307,7 +324,7 @@ def compare_with_model(conversion: Conversion, model_shapes: Mapping[str, Tuple[
     files have none); output norms of stages the model does not return are ``ignored``.
     """
     report = LoadReport(source=source, layout=conversion.layout, ignored=list(conversion.ignored),
-                        unexpected=list(conversion.leftover))
+                        unexpected=list(conversion.leftover), notes=list(conversion.notes))
     for key, value in conversion.state_dict.items():
         if key not in model_shapes:
             (report.ignored if _OUTPUT_NORM.match(key) else report.unexpected).append(key)

@@ -205,6 +205,32 @@ def test_init_cfg_prefix_selects_and_strips(tmp_path, small_state_dict):
         load_pretrained(ConvNeXt(SMALL_ARCH), str(path), prefix='student')
 
 
+@pytest.mark.parametrize('prefixes', [(None, 'backbone.'), (None, 'backbone'), ('', None)])
+def test_a_classifier_loads_the_same_norms_with_and_without_prefix(tmp_path, prefixes):
+    """One rule whatever the prefix: an mmpretrain classifier's norm3 (its post-pooling final norm) is
+    ignored, and the report says why."""
+    source = fixture_state_dict('mmpretrain/tiny')
+    path = tmp_path / 'mmpretrain_classifier.pth'
+    root = '' if prefixes == ('', None) else 'backbone.'
+    torch.save({'state_dict': {root + k[len('backbone.'):] if k.startswith('backbone.') else k: v
+                               for k, v in source.items()}, 'meta': {}}, path)
+    models, reports = [], []
+    for prefix in prefixes:
+        model = ConvNeXt('tiny')
+        reports.append(load_pretrained(model, str(path), prefix=prefix))
+        models.append(model)
+    for name in ('norm0', 'norm1', 'norm2', 'norm3'):
+        for param in ('weight', 'bias'):
+            first, second = (getattr(getattr(m, name), param) for m in models)
+            torch.testing.assert_close(first, second, atol=0, rtol=0)
+    assert torch.equal(models[0].norm3.weight, torch.ones(768))  # left at its init, not the classifier's
+    for report in reports:
+        assert 'norm3.weight' in report.initialized and report.ignored[-2:] == [f'{root}norm3.weight',
+                                                                                  f'{root}norm3.bias']
+        assert 'note: norm3 of an mmpretrain classifier' in report.summary()
+        assert 'ignored with or without init_cfg prefix' in report.summary()
+
+
 def test_v2_grn_is_reshaped_from_timm_and_mmpretrain_vectors():
     source = {'stages.0.blocks.0.mlp.grn.weight': torch.arange(32.0), 'stem.0.weight': torch.ones(8, 3, 4, 4),
               'stages.0.blocks.0.mlp.fc1.weight': torch.ones(32, 8, 1, 1)}
