@@ -106,29 +106,37 @@ def check_checkpoint_fits(model, checkpoint: str, purpose: str) -> None:
     if not checkpoint or is_remote(checkpoint) or not os.path.isfile(checkpoint):
         return
     from convnext_dense.io import safe_torch_load
+    from convnext_dense.models.checkpoint import strip_wrapper_prefixes, unwrap_checkpoint
+    from convnext_dense.models.whole_model import (backbone_prefixes, compare_whole_model, explain_misfit,
+                                                   rename_whole_model)
     try:
         loaded = safe_torch_load(checkpoint)
     except RuntimeError as error:
         raise CliError(str(error)) from error
-    state_dict = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state_dict, dict):
+    try:
+        state_dict, _ = unwrap_checkpoint(loaded)
+    except ValueError:
         raise CliError(f'checkpoint {checkpoint} ({purpose}) holds no state dict; pass a checkpoint written by '
                        f'tools/train.py')
     while hasattr(model, 'module'):
         model = model.module
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     # mmengine strips DDP's "module." prefix when saving; accept files saved from a wrapped model as well.
-    found = {k[len('module.'):] if k.startswith('module.') else k: tuple(getattr(v, 'shape', ()))
-             for k, v in state_dict.items()}
-    missing = [k for k in expected if k not in found]
-    mismatched = [f'{k} {list(found[k])} vs {list(shape)}' for k, shape in expected.items()
-                  if k in found and found[k] != shape]
-    if missing or mismatched:
-        first = (mismatched + missing)[:2]
-        raise CliError(f'checkpoint {checkpoint} ({purpose}) does not fit the model of this config: '
-                       f'{len(mismatched)} shape mismatches, {len(missing)} missing of {len(expected)} tensors '
-                       f'(first: {", ".join(first)}); it was trained with another arch or config: pass the '
-                       f'matching config or checkpoint')
+    # Backbones of another known layout are renamed first, as the backbone does when the file loads.
+    state_dict = strip_wrapper_prefixes(state_dict)
+    prefixes = backbone_prefixes(model)
+    renamed, renames = rename_whole_model(state_dict, prefixes)
+    report = compare_whole_model(renamed, renames, expected, checkpoint)
+    if report.fits:
+        return
+    first = ([f'{k} {list(s)} vs {list(m)}' for k, s, m in report.mismatched] + report.missing)[:2]
+    problem = (f'checkpoint {checkpoint} ({purpose}) does not fit the model of this config: '
+               f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing of {len(expected)} '
+               f'tensors (first: {", ".join(first)})')
+    explanation = explain_misfit(state_dict, report, prefixes)
+    raise CliError(f'{problem}; {explanation}' if explanation else
+                   f'{problem}; it was trained with another arch or config: pass the matching config or '
+                   f'checkpoint')
 
 
 def resume_checkpoint(cfg) -> Optional[str]:

@@ -21,6 +21,7 @@ from convnext_dense.models.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
 from convnext_dense.models.checkpoint import load_pretrained
 from convnext_dense.models.dwconv_cpu import depthwise_conv2d
 from convnext_dense.models.mmpretrain_args import check_mmpretrain_args
+from convnext_dense.models.whole_model import rename_foreign_keys_hook
 from convnext_dense.registry import MODELS
 
 
@@ -210,6 +211,10 @@ class ConvNeXt(BaseModule):
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
             facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
+
+    Whole-model checkpoints whose backbone keys are in another known layout (mmdet 3.x / mmseg 1.x files
+    with mmpretrain's names) are renamed when they load through ``load_state_dict`` (mmengine's
+    ``load_from``, ``--resume``, ``load_checkpoint``), with one logged report; see ``whole_model.py``.
     """
 
     def __init__(self,
@@ -273,6 +278,7 @@ class ConvNeXt(BaseModule):
                 for block in stage:
                     block.compile()
         self._freeze_stages()
+        self._register_load_state_dict_pre_hook(rename_foreign_keys_hook, with_module=True)
 
     def _normalize_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
