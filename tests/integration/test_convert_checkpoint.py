@@ -1,4 +1,5 @@
-"""tools/convert_checkpoint.py: writes our layout (optionally prefixed), prints what it did, refuses bad input."""
+"""The convert command: writes our layout (a backbone, optionally prefixed, or a whole model), prints what it
+did, refuses bad input."""
 import json
 import os
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-import convert_checkpoint
+from convnext_dense.cli import convert
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 
@@ -25,7 +26,7 @@ def timm_tiny(tmp_path):
 def test_converts_timm_to_our_layout_and_reports(tmp_path, timm_tiny, capsys):
     src, source = timm_tiny
     dst = tmp_path / 'out' / 'ours.pth'
-    assert convert_checkpoint.main([str(src), str(dst), '--arch', 'tiny']) == 0
+    assert convert.main([str(src), str(dst), '--arch', 'tiny']) == 0
     printed = capsys.readouterr().out
     assert 'timm layout' in printed and "arch 'tiny'" in printed
     assert f'wrote {len(source) - 4} tensors' in printed
@@ -45,7 +46,7 @@ def test_converts_timm_to_our_layout_and_reports(tmp_path, timm_tiny, capsys):
 def test_prefix_makes_an_mmdet_ready_file(tmp_path, timm_tiny):
     src, source = timm_tiny
     dst = tmp_path / 'backbone.pth'
-    assert convert_checkpoint.main([str(src), str(dst), '--prefix', 'backbone']) == 0
+    assert convert.main([str(src), str(dst), '--prefix', 'backbone']) == 0
     state_dict = safe_torch_load(str(dst))['state_dict']
     assert all(key.startswith('backbone.') for key in state_dict)
     assert torch.equal(state_dict['backbone.stages.0.0.gamma'], source['stages.0.blocks.0.gamma'])
@@ -54,7 +55,7 @@ def test_prefix_makes_an_mmdet_ready_file(tmp_path, timm_tiny):
 def test_wrong_arch_writes_nothing(tmp_path, timm_tiny, capsys):
     src, _ = timm_tiny
     dst = tmp_path / 'small.pth'
-    assert convert_checkpoint.main([str(src), str(dst), '--arch', 'base']) == 1
+    assert convert.main([str(src), str(dst), '--arch', 'base']) == 1
     error = capsys.readouterr().err
     assert "does not fit --arch base: it seems to be arch 'tiny'" in error
     assert 'downsample_layers.0.0.weight [96, 3, 4, 4] vs [128, 3, 4, 4]' in error
@@ -64,8 +65,65 @@ def test_wrong_arch_writes_nothing(tmp_path, timm_tiny, capsys):
 def test_refuses_to_overwrite_the_source_and_names_a_missing_source(tmp_path, timm_tiny, capsys):
     src, _ = timm_tiny
     before = src.read_bytes()
-    assert convert_checkpoint.main([str(src), str(src)]) == 2
+    assert convert.main([str(src), str(src)]) == 2
     assert 'is the source file' in capsys.readouterr().err
     assert src.read_bytes() == before
-    assert convert_checkpoint.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'x.pth')]) == 2
+    assert convert.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'x.pth')]) == 2
     assert 'nope.pth' in capsys.readouterr().err
+
+
+@pytest.fixture
+def mmpretrain_detector(tmp_path):
+    """A whole detector as mmdet 3.x saves one built with mmpretrain's ConvNeXt-T: backbone with output norms,
+    an FPN-like neck and a head, ``meta`` with the dataset's classes."""
+    generator = torch.Generator().manual_seed(0)
+    state_dict = {k: torch.randn(s, generator=generator) for k, s in LAYOUTS['mmpretrain/tiny'].items()
+                  if k.startswith('backbone.') and not k.startswith('backbone.norm3.')}
+    for i, channels in enumerate((96, 192, 384, 768)):
+        state_dict[f'backbone.norm{i}.weight'] = torch.rand(channels, generator=generator)
+        state_dict[f'backbone.norm{i}.bias'] = torch.randn(channels, generator=generator)
+        state_dict[f'neck.lateral_convs.{i}.conv.weight'] = torch.randn(16, channels, 1, 1, generator=generator)
+    state_dict['rpn_head.rpn_cls.weight'] = torch.randn(3, 16, 1, 1, generator=generator)
+    path = tmp_path / 'mask_rcnn_mmpretrain.pth'
+    torch.save({'meta': {'dataset_meta': {'classes': ('a', 'b')}, 'epoch': 36}, 'state_dict': state_dict,
+                'optimizer': {'state': {}, 'param_groups': []}}, path)
+    return path, state_dict
+
+
+def test_whole_model_keeps_neck_heads_and_meta_and_renames_the_backbone(tmp_path, mmpretrain_detector, capsys):
+    src, source = mmpretrain_detector
+    dst = tmp_path / 'mask_rcnn_ours.pth'
+    assert convert.main([str(src), str(dst), '--whole-model', '--arch', 'tiny']) == 0
+    printed = capsys.readouterr().out
+    assert "backbone backbone.* in mmpretrain names" in printed and "arch 'tiny'" in printed
+    assert f'wrote {len(source)} tensors' in printed and ': 186 backbone, 5 others kept' in printed
+    assert 'renamed 108 keys' in printed  # 18 blocks x (depthwise_conv, pointwise_conv1, pointwise_conv2) x 2
+    assert '  backbone.stages.0.0.depthwise_conv.weight -> backbone.stages.0.0.dwconv.weight' in printed
+
+    written = safe_torch_load(str(dst))
+    assert set(written) == {'meta', 'state_dict'}  # the optimizer state is not shipped
+    assert written['meta']['dataset_meta'] == {'classes': ('a', 'b')} and written['meta']['converted_from'] == 'mmpretrain'
+    state_dict = written['state_dict']
+    assert torch.equal(state_dict['backbone.stages.2.8.pwconv2.weight'],
+                       source['backbone.stages.2.8.pointwise_conv2.weight'])
+    assert torch.equal(state_dict['backbone.norm3.bias'], source['backbone.norm3.bias'])
+    assert torch.equal(state_dict['neck.lateral_convs.3.conv.weight'], source['neck.lateral_convs.3.conv.weight'])
+    assert not any('depthwise_conv' in k for k in state_dict)
+    model = ConvNeXt('tiny', layer_scale_init_value=1.0)
+    model.load_state_dict({k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')})
+
+
+def test_whole_model_without_a_convnext_backbone_is_refused(tmp_path, capsys):
+    src = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(4, 3, 7, 7), 'neck.w': torch.zeros(1)}}, src)
+    assert convert.main([str(src), str(tmp_path / 'x.pth'), '--whole-model']) == 1
+    error = capsys.readouterr().err
+    assert "has no ConvNeXt backbone under 'backbone.'" in error and '--backbone-prefix' in error
+    assert not (tmp_path / 'x.pth').exists()
+
+
+def test_backbone_mode_says_when_neck_and_heads_were_dropped(tmp_path, mmpretrain_detector, capsys):
+    src, _ = mmpretrain_detector
+    assert convert.main([str(src), str(tmp_path / 'backbone.pth'), '--prefix', 'backbone.']) == 0
+    printed = capsys.readouterr().out
+    assert 'tensors outside the backbone (neck.*' in printed and '--whole-model keeps neck and heads' in printed

@@ -1,0 +1,1 @@
+"""Command-line subcommands: one module per subcommand, each with ``main(argv=None)``."""

@@ -1,0 +1,156 @@
+"""Convert a ConvNeXt checkpoint (facebook, timm, mmpretrain or ours) to this package's parameter names.
+
+Backbone mode (default): the layout is detected; classifier head and final norm are dropped; the backbone is
+written as ``{'state_dict': ..., 'meta': ...}``, and with ``--prefix backbone.`` it is ready for mmdet /
+mmseg ``load_from``. Loading through ``init_cfg`` converts on the fly, so this is only needed to ship a file.
+
+Whole-model mode (``--whole-model``): a detector or segmentor checkpoint whose backbone (under
+``--backbone-prefix``) has mmpretrain's names (mmdet 3.x / mmseg 1.x) is written with our backbone names,
+neck, heads and ``meta`` kept. Loading such a file renames it in memory as well; converting ships a file that
+any ConvNeXt of this package loads without a note in the log.
+
+    convnext-dense convert convnext_tiny_1k_224.pth convnext_tiny_ours.pth
+    convnext-dense convert timm_tiny.pth tiny_backbone.pth --prefix backbone. --arch tiny
+    convnext-dense convert mask_rcnn_mmpretrain_convnext.pth mask_rcnn_ours.pth --whole-model --arch tiny
+"""
+import argparse
+import io
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.io import atomic_write, safe_torch_load
+from convnext_dense.models.checkpoint import (Conversion, compare_with_model, convert_state_dict, guess_arch,
+                                              strip_wrapper_prefixes, summarize_keys, unwrap_checkpoint)
+from convnext_dense.models.whole_model import LAYOUT_ORIGINS, rename_whole_model
+
+EXAMPLE_RENAMES = 5
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='convnext-dense convert', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='checkpoint to convert')
+    parser.add_argument('dst', help='output file (written through a temporary file, then renamed)')
+    parser.add_argument('--prefix', default='',
+                        help="backbone mode: prepended to every key, e.g. 'backbone.' for an mmdet/mmseg model "
+                             '(default: none)')
+    parser.add_argument('--whole-model', action='store_true',
+                        help='convert a whole detector / segmentor: rename its backbone, keep neck, heads and meta')
+    parser.add_argument('--backbone-prefix', default='backbone.',
+                        help="whole-model mode: where the backbone's keys are (default: 'backbone.')")
+    parser.add_argument('--arch', help='check that the backbone fits ConvNeXt(arch=ARCH) before writing')
+    parser.add_argument('--ema', action='store_true', help='take the EMA weights when the file has both')
+    return parser.parse_args(argv)
+
+
+def check_arch(conversion: Conversion, arch: str) -> Optional[str]:
+    """Returns why ``conversion`` does not fit ``ConvNeXt(arch)``, or None when it fits."""
+    from convnext_dense.models import ConvNeXt
+
+    with torch.device('meta'):  # shapes only: no memory, no init
+        model = ConvNeXt(arch=arch, use_grn=any('.grn.' in k for k in conversion.state_dict),
+                         layer_scale_init_value=1.0 if any(k.endswith('.gamma') for k in conversion.state_dict)
+                         else 0.0)
+    report = compare_with_model(conversion, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    if not (report.missing or report.mismatched):
+        return None
+    first = [f'{k} {list(s)} vs {list(m)}' for k, s, m in report.mismatched[:3]] + report.missing[:3]
+    return (f'checkpoint does not fit --arch {arch}: it seems to be arch {guess_arch(conversion.state_dict)}; '
+            f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing, first: {", ".join(first)}')
+
+
+def save(obj: Dict[str, Any], dst: str) -> None:
+    """``torch.save`` through :func:`convnext_dense.io.atomic_write`: no half-written ``dst``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), dst)
+
+
+def _print_renames(renamed: Sequence[Tuple[str, str]], new_prefix: str = '') -> None:
+    print(f'renamed {len(renamed)} keys' + (', e.g.' if renamed else ''))
+    # Renames beyond dropping a prefix say the most about the conversion: show those first.
+    examples = sorted(renamed, key=lambda pair: pair[0].endswith(pair[1]))[:EXAMPLE_RENAMES]
+    for src_key, dst_key in examples:
+        print(f'  {src_key} -> {new_prefix}{dst_key}')
+
+
+def convert_backbone(loaded: Any, args: argparse.Namespace) -> int:
+    """Backbone mode: writes the backbone alone, optionally under ``--prefix``."""
+    conversion = convert_state_dict(loaded, ema=args.ema)
+    if args.arch:
+        problem = check_arch(conversion, args.arch)
+        if problem:
+            print(f'error: {problem}; nothing written.', file=sys.stderr)
+            return 1
+    prefix = args.prefix if not args.prefix or args.prefix.endswith('.') else args.prefix + '.'
+    state_dict = {prefix + k: v for k, v in conversion.state_dict.items()}
+    meta = dict(converted_from=conversion.layout, source=os.path.basename(args.src),
+                arch=guess_arch(conversion.state_dict))
+    save({'state_dict': state_dict, 'meta': meta}, args.dst)
+
+    print(f'{args.src}: {conversion.layout} layout, arch {meta["arch"]}')
+    print(f'wrote {len(state_dict)} tensors to {args.dst}' + (f' with prefix {prefix!r}' if prefix else ''))
+    _print_renames(conversion.renamed, prefix)
+    print(f'ignored (classifier head / final norm / not backbone): {summarize_keys(conversion.ignored)}')
+    print(f'leftover (unrecognised, not written): {summarize_keys(conversion.leftover)}')
+    for note in conversion.notes:
+        print(f'note: {note}')
+    dropped = [k for k in conversion.ignored if not k.startswith(('head.', 'backbone.'))]
+    if dropped:
+        print(f'note: {len(dropped)} tensors outside the backbone ({summarize_keys(dropped, limit=4)}) were not '
+              f'written; --whole-model keeps neck and heads')
+    return 0
+
+
+def convert_whole_model(loaded: Any, args: argparse.Namespace) -> int:
+    """Whole-model mode: renames the backbone under ``--backbone-prefix``, keeps every other key and meta."""
+    backbone_prefix = args.backbone_prefix if args.backbone_prefix.endswith('.') else args.backbone_prefix + '.'
+    state_dict = strip_wrapper_prefixes(unwrap_checkpoint(loaded, ema=args.ema)[0])
+    renamed, renames = rename_whole_model(state_dict, [backbone_prefix])
+    if not renames:
+        roots = sorted({k.split('.')[0] + '.' for k in state_dict})
+        print(f'error: {args.src} has no ConvNeXt backbone under {backbone_prefix!r} (its top-level prefixes are '
+              f'{roots[:10]}); pass --backbone-prefix, or drop --whole-model for a backbone or classifier file',
+              file=sys.stderr)
+        return 1
+    rename = renames[0]
+    backbone = {k[len(backbone_prefix):]: v for k, v in rename.state_dict.items()}
+    if args.arch:
+        problem = check_arch(convert_state_dict(backbone, prefix=''), args.arch)
+        if problem:
+            print(f'error: {problem}; nothing written.', file=sys.stderr)
+            return 1
+    meta: Dict[str, Any] = dict(loaded.get('meta') or {}) if isinstance(loaded, Mapping) else {}
+    meta.update(converted_from=rename.layout, source=os.path.basename(args.src), arch=guess_arch(backbone))
+    save({'state_dict': renamed, 'meta': meta}, args.dst)
+
+    others: List[str] = [k for k in renamed if not k.startswith(backbone_prefix)]
+    print(f'{args.src}: backbone {backbone_prefix}* in {LAYOUT_ORIGINS[rename.layout]}, arch {meta["arch"]}')
+    print(f'wrote {len(renamed)} tensors to {args.dst}: {len(rename.state_dict)} backbone, {len(others)} others '
+          f'kept as they are ({summarize_keys(others, limit=4)})')
+    _print_renames(rename.renamed)
+    print(f'reshaped: {summarize_keys(rename.reshaped)}')
+    print(f'ignored (not written): {summarize_keys(rename.ignored)}')
+    for note in rename.notes:
+        print(f'note: {note}')
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if not os.path.isfile(args.src):
+        print(f'error: source checkpoint not found: {args.src}', file=sys.stderr)
+        return 2
+    if os.path.exists(args.dst) and os.path.samefile(args.src, args.dst):
+        print(f'error: DST {args.dst} is the source file; choose another output path.', file=sys.stderr)
+        return 2
+    try:
+        loaded = safe_torch_load(args.src)
+        return convert_whole_model(loaded, args) if args.whole_model else convert_backbone(loaded, args)
+    except (ConvNeXtDenseError, RuntimeError, ValueError, KeyError) as error:
+        print(f'error: cannot convert {args.src}: {error}', file=sys.stderr)
+        return 1
