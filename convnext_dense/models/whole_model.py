@@ -179,12 +179,12 @@ class WholeModelReport:
     def summary(self) -> str:
         """One line per category, as :class:`~convnext_dense.models.checkpoint.LoadReport` writes them."""
         layouts = ', '.join(f'{prefix or "(root)"} {layout}' for prefix, layout in self.layouts.items())
-        examples = ', '.join(f'{s} -> {d}' for s, d in self.renamed[:2])
+        examples = ''.join(f'{s} -> {d}, ' for s, d in self.renamed[:2])
         mismatched = [f'{key} {list(src)} vs model {list(dst)}' for key, src, dst in self.mismatched]
         return '\n'.join([
-            f'ConvNeXt weights{" from " + self.source if self.source else ""} (backbone layout: {layouts or "none"}): renamed '
-            f'{len(self.renamed)} keys{" (" + examples + ", ...)" if examples else ""}, reshaped '
-            f'{len(self.reshaped)}, loaded {len(self.loaded)} tensors',
+            f'ConvNeXt weights{" from " + self.source if self.source else ""} (backbone layout: '
+            f'{layouts or "none"}): renamed {len(self.renamed)} keys{f" ({examples}...)" if examples else ""}, '
+            f'reshaped {len(self.reshaped)}, loaded {len(self.loaded)} tensors',
             f'  ignored: {summarize_keys(self.ignored)}',
             f'  missing: {summarize_keys(self.missing)}',
             f'  unexpected: {summarize_keys(self.unexpected)}',

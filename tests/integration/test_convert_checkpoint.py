@@ -102,7 +102,8 @@ def test_whole_model_keeps_neck_heads_and_meta_and_renames_the_backbone(tmp_path
 
     written = safe_torch_load(str(dst))
     assert set(written) == {'meta', 'state_dict'}  # the optimizer state is not shipped
-    assert written['meta']['dataset_meta'] == {'classes': ('a', 'b')} and written['meta']['converted_from'] == 'mmpretrain'
+    assert written['meta']['dataset_meta'] == {'classes': ('a', 'b')}
+    assert written['meta']['converted_from'] == 'mmpretrain'
     state_dict = written['state_dict']
     assert torch.equal(state_dict['backbone.stages.2.8.pwconv2.weight'],
                        source['backbone.stages.2.8.pointwise_conv2.weight'])

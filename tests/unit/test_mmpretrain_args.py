@@ -58,30 +58,3 @@ def test_values_we_do_not_compute_are_refused_in_one_line(kwargs, fragments):
     assert '\n' not in message and message.startswith('ConvNeXt: ')
     for fragment in fragments:
         assert fragment in message
-
-
-@pytest.mark.parametrize('config', ['mmdet', 'mmseg'])
-def test_dense_config_backbone_dicts_build_with_only_the_type_switched(config):
-    """The backbone dicts of mmdet's and mmseg's ConvNeXt configs (as shipped), type switched only."""
-    from mmengine.config import Config
-
-    from convnext_dense.registry import MODELS
-    import convnext_dense.models  # noqa: F401
-    cfg = Config.fromfile(dense_config_path(config))
-    backbone = dict(cfg.model.backbone)
-    assert backbone.pop('type') == 'mmpretrain.ConvNeXt'
-    backbone.pop('_delete_', None)
-    backbone.update(type='convnext_dense.ConvNeXt', init_cfg=None)
-    model = MODELS.build(backbone)
-    assert isinstance(model, ConvNeXt) and model.out_indices == (0, 1, 2, 3)
-
-
-def dense_config_path(framework: str) -> str:
-    """A ConvNeXt config shipped in mmdet's or mmseg's wheel."""
-    import importlib
-    import os
-    package = importlib.import_module(framework)
-    folder = os.path.join(os.path.dirname(package.__file__), '.mim', 'configs', 'convnext')
-    name = {'mmdet': 'mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
-            'mmseg': 'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'}[framework]
-    return os.path.join(folder, name)

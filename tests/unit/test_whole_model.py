@@ -282,7 +282,7 @@ def test_checkpoint_check_names_the_rename_and_the_arch_of_a_foreign_whole_model
 def test_checkpoint_check_keeps_refusing_another_model(tmp_path):
     import _run_checks
     path = tmp_path / 'resnet.pth'
-    save_like_the_runner_dict({'backbone.conv1.weight': torch.zeros(8, 3, 7, 7), 'neck.weight': torch.zeros(8, 128, 1, 1)},
-                              path)
+    save_like_the_runner_dict({'backbone.conv1.weight': torch.zeros(8, 3, 7, 7),
+                               'neck.weight': torch.zeros(8, 128, 1, 1)}, path)
     with pytest.raises(_run_checks.CliError, match='it was trained with another arch or config'):
         _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
