@@ -1,4 +1,4 @@
-"""The benchmark tool's backbone mode and JSON schema, and the exactness of the LayerNorm2d / Block we keep.
+"""The benchmark package: backbone mode and JSON schema, and the exactness of the LayerNorm2d / Block we keep.
 
 No timing is asserted: the benchmark is the instrument; these tests check that it runs and what it reports.
 """
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis import benchmark
+from convnext_dense import benchmark
+from convnext_dense.benchmark import backbone, backbones, common, model
 from convnext_dense.models.convnext import Block, ConvNeXt, LayerNorm2d
 
 TINY_ARCH = 'depths:1,1,1,1;channels:8,16,32,64'
@@ -121,7 +122,7 @@ def test_save_json_writes_the_report_beside_the_table(tmp_path, capsys):
 def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError('autocast dtype not supported here')
-    monkeypatch.setattr(benchmark, 'measure_backbone_case', broken)
+    monkeypatch.setattr(backbone, 'measure_backbone_case', broken)
     benchmark.main(['backbone', '--arch', TINY_ARCH, '--impls', 'ours', '--sizes', '64', '--batch', '1',
                     '--iters', '1', '--rounds', '1', '--modes', 'infer', '--memory-formats', 'contiguous',
                     '--device', 'cpu'])
@@ -130,7 +131,7 @@ def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsy
 
 
 def test_build_backbones_copies_the_same_weights():
-    models, _ = benchmark.build_backbones(TINY_ARCH, ('ours', 'timm'))
+    models, _ = backbones.build_backbones(TINY_ARCH, ('ours', 'timm'))
     assert isinstance(models['ours'], ConvNeXt)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -142,12 +143,12 @@ def test_build_backbones_copies_the_same_weights():
 def test_ratios_pair_the_figures_of_each_round():
     # the machine slows 2x between rounds; both implementations slow with it, ours stays 1.5x faster
     ours, timm = [3.0, 1.5, 3.0], [2.0, 1.0, 2.0]
-    assert benchmark.paired_ratio(ours, timm) == pytest.approx(1.5)
+    assert common.paired_ratio(ours, timm) == pytest.approx(1.5)
     # the ratio of the separate medians would mix the drift in when it does not hit both sides alike
-    assert benchmark.paired_ratio([3.0, 1.5, 1.5], [2.0, 1.0, 2.0]) == pytest.approx(1.5)
+    assert common.paired_ratio([3.0, 1.5, 1.5], [2.0, 1.0, 2.0]) == pytest.approx(1.5)
     assert statistics.median([3.0, 1.5, 1.5]) / statistics.median([2.0, 1.0, 2.0]) == pytest.approx(0.75)
     with pytest.raises(ValueError, match='one figure per round'):
-        benchmark.paired_ratio([1.0, 2.0], [1.0])
+        common.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_model_ratios_need_an_ours_row_and_nonzero_rounds():
@@ -159,24 +160,24 @@ def test_model_ratios_need_an_ours_row_and_nonzero_rounds():
     cp = row('ours_cp', dict(train_s_per_iter=3.0, train_peak_mem_mib=50.0), dict(train_s_per_iter=4.0,
                                                                                    train_peak_mem_mib=50.0))
     rows = [ours, cp, dict(variant='mmpretrain', error='not importable')]
-    benchmark._add_model_ratios(rows)
+    model._add_model_ratios(rows)
     assert cp['train_s_per_iter_vs_ours'] == pytest.approx(1.25)  # median of 1.5 and 1.0, paired per round
     assert 'train_peak_mem_mib_vs_ours' not in cp  # one of ours' rounds grew memory by 0 MiB
     cp_alone = row('ours_cp', dict(train_s_per_iter=3.0))
-    benchmark._add_model_ratios([cp_alone])  # --variants without ours: figures, no ratios
+    model._add_model_ratios([cp_alone])  # --variants without ours: figures, no ratios
     assert not any(key.endswith('_vs_ours') for key in cp_alone)
 
 
 def test_rounds_rotate_which_implementation_runs_first():
     names = ['ours', 'timm', 'mmpretrain']
-    assert [benchmark.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']
-    assert sorted(benchmark.rotated(names, 2)) == sorted(names)
-    assert benchmark.rotated([], 3) == []
+    assert [common.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']
+    assert sorted(common.rotated(names, 2)) == sorted(names)
+    assert common.rotated([], 3) == []
 
 
 @pytest.mark.parametrize('text, expected', [('224', (224, 224)), ('1344x800', (800, 1344))])
 def test_parse_size_is_width_by_height(text, expected):
-    assert benchmark.parse_size(text) == expected
+    assert common.parse_size(text) == expected
 
 
 def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
@@ -187,8 +188,8 @@ def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
         roi_head=dict(bbox_head=[dict(norm_cfg=dict(type='SyncBN'))]),
         test_cfg=dict(rcnn=dict(score_thr=0.05, nms=dict(type='nms'), max_per_img=50, mask_thr_binary=0.5)))
 
-    ours_cp = benchmark.model_variant_cfg(model_cfg, 'ours_cp')
-    reference = benchmark.model_variant_cfg(model_cfg, 'mmpretrain')
+    ours_cp = model.model_variant_cfg(model_cfg, 'ours_cp')
+    reference = model.model_variant_cfg(model_cfg, 'mmpretrain')
 
     assert ours_cp['backbone']['with_cp'] is True and ours_cp['backbone']['init_cfg'] is None
     assert ours_cp['test_cfg']['rcnn']['score_thr'] == 0.0 and ours_cp['test_cfg']['rcnn']['max_per_img'] == 100
@@ -199,19 +200,28 @@ def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
     assert model_cfg['backbone']['init_cfg'] is not None  # the input config is left unchanged
 
 
-def test_model_mode_runs_a_detector_config_in_fresh_processes(repo_root, capsys):
-    """Model mode end to end on the (small) demo detector: every variant builds, trains a step and predicts,
-    each in its own process (a dict model config once broke mmdet's train_cfg.rpn access here)."""
-    config = str(repo_root / 'configs/det/mask_rcnn_convnext_shapes.py')
-    report = benchmark.run_model(benchmark.parse_args([
-        'model', config, '--size', '64', '64', '--batch', '1', '--iters', '1', '--warmup', '1', '--rounds', '1',
-        '--threads', '1', '--device', 'cpu', '--variants', 'ours', 'ours_cp', '--json']))
+def test_modes_are_modules_and_an_optional_onnx_mode_registers_when_present(monkeypatch):
+    parser, runners = benchmark.build_parser()
+    assert {'backbone', 'model', 'layernorm'} <= set(runners)
+    assert runners['backbone'] is backbone.run and runners['model'] is model.run
 
-    rows = {row['variant']: row for row in report['rows']}
-    assert set(rows) == {'ours', 'ours_cp'} and not any('error' in row for row in rows.values()), rows
-    for row in rows.values():
-        assert row['train_s_per_iter'] > 0 and row['train_peak_mem_mib'] >= 0 and row['infer_fps'] > 0
-        assert 0 < row['detections_per_image'] <= 100  # score threshold 0, max_per_img 100
-        assert len(row['rounds']) == 1 and row['rounds'][0]['train_s_per_iter'] == row['train_s_per_iter']
-    assert rows['ours_cp']['train_s_per_iter_vs_ours'] == pytest.approx(
-        rows['ours_cp']['train_s_per_iter'] / rows['ours']['train_s_per_iter'])
+    class FakeOnnxMode:
+        @staticmethod
+        def add_parser(subparsers):
+            subparsers.add_parser('onnx').add_argument('--json', action='store_true')
+
+        @staticmethod
+        def run(args):
+            return dict(mode='onnx')
+    real_import = benchmark.importlib.import_module
+    monkeypatch.setattr(benchmark.importlib, 'import_module', lambda name: FakeOnnxMode if name.endswith(
+        '.onnx') else real_import(name))
+    parser, runners = benchmark.build_parser()
+    assert runners['onnx'] is FakeOnnxMode.run and parser.parse_args(['onnx']).command == 'onnx'
+
+    def missing(name):
+        if name.endswith('.onnx'):
+            raise ModuleNotFoundError(name)
+        return real_import(name)
+    monkeypatch.setattr(benchmark.importlib, 'import_module', missing)
+    assert 'onnx' not in benchmark.build_parser()[1]
