@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
 from convnext_dense.models import ARCH_SETTINGS, ConvNeXt
-from convnext_dense.models.convnext import is_channels_last
+from convnext_dense.models.convnext import Block, LayerNorm2d, is_channels_last
 from convnext_dense.ops import set_cpu_kernels
 
 SMALL_ARCH = dict(depths=(1, 1, 3, 1), channels=(8, 16, 32, 64))
@@ -339,3 +340,72 @@ def test_flops_do_not_depend_on_the_mode(training):
     assert no_grad_by_module['stages.0.0.dwconv'] == 16 * 16 * 8 * 49 > 0
     assert grad_total == no_grad_total
     assert grad_by_module == no_grad_by_module
+
+
+FORMATS = (torch.contiguous_format, torch.channels_last)
+
+
+def reference_layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """The formula of the paper's channels-first LayerNorm, in float64."""
+    x, weight, bias = x.double(), weight.double(), bias.double()
+    mean = x.mean(dim=1, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+
+
+def reference_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """The official block, written out in float64 on NCHW tensors."""
+    p = {k: v.double() for k, v in block.state_dict().items()}
+    y = F.conv2d(x.double(), p['dwconv.weight'], p['dwconv.bias'], padding=3, groups=x.shape[1])
+    y = reference_layer_norm_2d(y, p['norm.weight'], p['norm.bias'], block.norm.eps)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv1.weight']) + p['pwconv1.bias'][:, None, None]
+    y = F.gelu(y)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv2.weight']) + p['pwconv2.bias'][:, None, None]
+    return x.double() + y * p['gamma'][:, None, None]
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_matches_formula_and_timm(memory_format):
+    from timm.layers import LayerNorm2d as TimmLayerNorm2d
+
+    ours, theirs = LayerNorm2d(24), TimmLayerNorm2d(24)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+    theirs.load_state_dict(ours.state_dict())
+    x = (torch.randn(2, 24, 9, 13) * 3 + 1).contiguous(memory_format=memory_format)
+
+    out = ours(x)
+    expected = reference_layer_norm_2d(x, ours.weight, ours.bias, ours.eps)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, theirs(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_gradients_match_formula(memory_format):
+    norm = LayerNorm2d(16)
+    x = torch.randn(2, 16, 7, 5).contiguous(memory_format=memory_format).requires_grad_()
+    grad_out = torch.randn(2, 16, 7, 5)
+    (norm(x) * grad_out).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    (reference_layer_norm_2d(x64, norm.weight, norm.bias, norm.eps) * grad_out.double()).sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_block_matches_reference_and_timm(memory_format):
+    from timm.models.convnext import ConvNeXtBlock
+
+    block = Block(16, layer_scale_init_value=0.5).eval()
+    with torch.no_grad():
+        for param in block.parameters():
+            param.normal_(std=0.2)
+    timm_block = ConvNeXtBlock(16, ls_init_value=0.5).eval()
+    timm_block.load_state_dict({k.replace('dwconv.', 'conv_dw.').replace('pwconv1.', 'mlp.fc1.')
+                               .replace('pwconv2.', 'mlp.fc2.'): v for k, v in block.state_dict().items()})
+    x = torch.randn(2, 16, 11, 10).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out.double(), reference_block(block, x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(out, timm_block(x), rtol=0, atol=1e-5)
