@@ -1,4 +1,4 @@
-"""Install metadata for convnext_dense (DESIGN.md §2)."""
+"""Install metadata for convnext_dense (layout: docs/design.md)."""
 import re
 from pathlib import Path
 
@@ -24,6 +24,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
     packages=find_packages(include=['convnext_dense', 'convnext_dense.*']),
+    package_data={'convnext_dense.ops': ['csrc/*.cpp']},
     install_requires=CORE,
     extras_require={
         'det': DET,

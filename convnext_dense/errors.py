@@ -21,3 +21,27 @@ class CheckpointError(ConvNeXtDenseError, RuntimeError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the model (shape mismatch, missing or foreign backbone keys)."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config value or argument of the wrong kind (e.g. a model without the module a component needs)."""
+
+
+class InputShapeError(ConvNeXtDenseError, ValueError):
+    """A tensor the model cannot take (wrong rank, channels or size)."""
+
+
+class CheckpointFormatError(CheckpointError, ValueError):
+    """A checkpoint whose structure or key names match no supported layout."""
+
+
+class CheckpointKeyError(CheckpointError, KeyError):
+    """A key or prefix asked of a checkpoint that it does not hold."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
+class MissingDependencyError(ConvNeXtDenseError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the pip command."""

@@ -1,6 +1,6 @@
 """Tiny, deterministic runs of the shapes detector through the real CLI, for the robustness tests.
 
-A 64 px shapes set and a config that ``_base_``s ``configs/det/mask_rcnn_convnext_shapes.py`` by absolute
+A 64 px shapes set and a config that ``_base_``s ``configs/demo/mask_rcnn_convnext_shapes.py`` by absolute
 path: a 1-block-per-stage ConvNeXt (16..128 channels), no random flip, no validation, checkpoints every
 ``checkpoint_interval`` iterations, logs every iteration. RoI sampling takes every candidate
 (``num=100000``), so the forward pass draws no random numbers and runs repeat exactly.
@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO_ROOT / 'tools' / 'train.py')
 TEST = str(REPO_ROOT / 'tools' / 'test.py')
-BASE_CONFIG = REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnext_shapes.py'
+BASE_CONFIG = REPO_ROOT / 'configs' / 'demo' / 'mask_rcnn_convnext_shapes.py'
 IMAGE_SIZE = 64
 
 CONFIG = '''

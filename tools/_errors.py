@@ -30,7 +30,7 @@ RUN_ERROR = 1
 _IMAGE_FAILURE = re.compile(r'failed to load image: (\S+)')
 # mmcv 1.x-style registry wrapping ("class `ConvNeXt` in convnext_dense/models/convnext.py: ValueError: ...").
 _REGISTRY_WRAP = re.compile(r'^class `\w+` in \S+?: (?:\w+: )?')
-# Exception types our package raises on purpose, with messages written for users (DESIGN.md §6).
+# Exception types our package raises on purpose, with messages written for users (docs/design.md).
 _PACKAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, FloatingPointError)
 
 

@@ -46,8 +46,8 @@ class Task:
     backbone_from: Optional[str] = None
 
 
-SEG = Task('seg', 'UperNet, ConvNeXt-atto', 'configs/seg/upernet_convnext_shapes.py', ('mIoU',))
-DET = Task('det', 'Mask R-CNN, ConvNeXt-atto', 'configs/det/mask_rcnn_convnext_shapes.py',
+SEG = Task('seg', 'UperNet, ConvNeXt-atto', 'configs/demo/upernet_convnext_shapes.py', ('mIoU',))
+DET = Task('det', 'Mask R-CNN, ConvNeXt-atto', 'configs/demo/mask_rcnn_convnext_shapes.py',
            ('coco/bbox_mAP', 'coco/segm_mAP'), evaluators=('val_evaluator', 'test_evaluator'),
            backbone_from='seg')
 TASKS: Tuple[Task, ...] = (SEG, DET)  # in training order: DET starts from SEG's backbone

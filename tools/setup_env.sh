@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv/ at the repository root with the whole stack (DESIGN.md §5):
+# Sets up .venv/ at the repository root with the whole stack (docs/design.md, traps):
 #   torch/torchvision -> mmcv 2.1.0 compiled with its ops (wheel cached per torch + Python)
 #   -> mmengine, mmdet, mmsegmentation, references (timm, mmpretrain) -> this package (editable).
 # Idempotent: a second run checks each step and finishes in seconds.

@@ -13,7 +13,7 @@ default_hooks = dict(
 
 env_cfg = dict(
     # mmdet's default: multi-scale crops give many input shapes, each re-autotuned with benchmark on. The
-    # fp32 7x7 depthwise conv is ~2x faster with it (DESIGN.md §5); these recipes train in fp16 (AMP).
+    # fp32 7x7 depthwise conv is ~2x faster with it (docs/design.md, traps); these recipes train in fp16 (AMP).
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))

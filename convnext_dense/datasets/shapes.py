@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
+from convnext_dense.errors import ConfigError, MissingDependencyError
 from convnext_dense.io import atomic_write
 
 #: Object classes, in COCO category-id order (category id = index + 1).
@@ -91,7 +92,7 @@ def _shape_mask(name: str, cx: float, cy: float, radius: float, angle: float,
         draw.ellipse([int(round(cx - inner)), int(round(cy - inner)),
                       int(round(cx + inner)), int(round(cy + inner))], fill=0)
     else:
-        raise ValueError(f'unknown shape {name!r}; known: {SHAPES_CLASSES}')
+        raise ConfigError(f'unknown shape {name!r}; known: {SHAPES_CLASSES}')
     return np.asarray(canvas, dtype=bool)
 
 
@@ -191,7 +192,7 @@ def encode_rle(mask: np.ndarray) -> Dict[str, Any]:
     try:
         from pycocotools import mask as mask_utils
     except ImportError as error:  # pragma: no cover - pycocotools is in the [det] extra
-        raise ImportError('writing the shapes dataset needs pycocotools: pip install pycocotools '
+        raise MissingDependencyError('writing the shapes dataset needs pycocotools: pip install pycocotools '
                           '(or pip install -e .[det])') from error
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {'size': [int(s) for s in rle['size']], 'counts': rle['counts'].decode('ascii')}
@@ -242,10 +243,10 @@ def make_shapes(out_dir: Union[str, Path], seed: int = 0, num_train: int = 400, 
         A summary: ``root``, ``seed``, and per split the number of images and instances.
     """
     if num_train < 0 or num_val < 0:
-        raise ValueError(f'make_shapes: num_train and num_val must be >= 0, got {num_train}, {num_val}')
+        raise ConfigError(f'make_shapes: num_train and num_val must be >= 0, got {num_train}, {num_val}')
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if min(size) < 32:
-        raise ValueError(f'make_shapes: image_size must be at least 32 pixels, got {image_size}')
+        raise ConfigError(f'make_shapes: image_size must be at least 32 pixels, got {image_size}')
     root = Path(out_dir)
     categories = [{'id': i + 1, 'name': name, 'supercategory': 'shape'} for i, name in enumerate(SHAPES_CLASSES)]
     summary: Dict[str, Any] = {'root': str(root), 'seed': seed, 'image_size': list(size)}

@@ -33,6 +33,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 
+from convnext_dense.errors import ConfigError, ConfigTypeError
 from convnext_dense.models.arch import NUM_STAGES
 from convnext_dense.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -104,7 +105,7 @@ def get_layer_id(name: str, decay_type: str, num_layers: int) -> int:
         stage = int(parts[2])
         block = 0 if is_downsample else int(parts[3])
     except ValueError:
-        raise ValueError(f'{NAME}: cannot read the stage and block of backbone parameter {name!r}; layer decay '
+        raise ConfigError(f'{NAME}: cannot read the stage and block of backbone parameter {name!r}; layer decay '
                          f'needs the official ConvNeXt layout backbone.downsample_layers.<stage>.* and '
                          f'backbone.stages.<stage>.<block>.*') from None
     if decay_type == 'stage_wise':
@@ -127,12 +128,12 @@ def find_convnext_backbone(model: nn.Module) -> nn.Module:
     """
     backbone = getattr(model, 'backbone', None)
     if not isinstance(backbone, nn.Module):
-        raise TypeError(f'{NAME}: {type(model).__name__} has no `backbone` module; layer decay needs a model '
+        raise ConfigTypeError(f'{NAME}: {type(model).__name__} has no `backbone` module; layer decay needs a model '
                         f'whose `backbone` is a ConvNeXt. Use the DefaultOptimWrapperConstructor for others.')
     for attr in ('downsample_layers', 'stages'):
         layers = getattr(backbone, attr, None)
         if not isinstance(layers, nn.ModuleList) or len(layers) != NUM_STAGES:
-            raise TypeError(f'{NAME}: backbone {type(backbone).__name__} is not ConvNeXt-family: it needs '
+            raise ConfigTypeError(f'{NAME}: backbone {type(backbone).__name__} is not ConvNeXt-family: it needs '
                             f'`{attr}`, a ModuleList of {NUM_STAGES}. Use a ConvNeXt backbone '
                             f"(type='convnext_dense.ConvNeXt') or the DefaultOptimWrapperConstructor.")
     return backbone
@@ -193,24 +194,24 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         paramwise_cfg = dict(paramwise_cfg or {})
         unknown = sorted(set(paramwise_cfg) - set(HONOURED_KEYS))
         if unknown:
-            raise ValueError(f'{NAME}: paramwise_cfg keys {unknown} are not supported (only {list(HONOURED_KEYS)} '
+            raise ConfigError(f'{NAME}: paramwise_cfg keys {unknown} are not supported (only {list(HONOURED_KEYS)} '
                              f'are); remove them, or use the DefaultOptimWrapperConstructor without layer decay.')
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         self.decay_rate = paramwise_cfg.get('decay_rate')
         self.decay_type = paramwise_cfg.get('decay_type', 'layer_wise')
         self.num_layers = paramwise_cfg.get('num_layers')
         if isinstance(self.decay_rate, bool) or not isinstance(self.decay_rate, Real) or self.decay_rate <= 0:
-            raise ValueError(f'{NAME}: paramwise_cfg.decay_rate must be a positive number (the official recipes '
+            raise ConfigError(f'{NAME}: paramwise_cfg.decay_rate must be a positive number (the official recipes '
                              f'use 0.7-0.95), got {self.decay_rate!r}.')
         if self.decay_type not in DECAY_TYPES:
-            raise ValueError(f'{NAME}: paramwise_cfg.decay_type must be one of {list(DECAY_TYPES)}, '
+            raise ConfigError(f'{NAME}: paramwise_cfg.decay_type must be one of {list(DECAY_TYPES)}, '
                              f'got {self.decay_type!r}.')
         if self.num_layers is not None and (isinstance(self.num_layers, bool)
                                             or not isinstance(self.num_layers, int)):
-            raise ValueError(f'{NAME}: paramwise_cfg.num_layers must be an int or omitted (derived from the '
+            raise ConfigError(f'{NAME}: paramwise_cfg.num_layers must be an int or omitted (derived from the '
                              f'backbone), got {self.num_layers!r}.')
         if self.base_lr is None:
-            raise ValueError(f'{NAME}: optim_wrapper.optimizer needs an `lr` to scale; add lr=... to it.')
+            raise ConfigError(f'{NAME}: optim_wrapper.optimizer needs an `lr` to scale; add lr=... to it.')
 
     def resolve_num_layers(self, backbone: nn.Module) -> int:
         """The configured ``num_layers``, or the derived one; refuses one that is too small.
@@ -226,7 +227,7 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             return default_num_layers(depths)
         minimum = min_num_layers(depths, self.decay_type)
         if self.num_layers < minimum:
-            raise ValueError(
+            raise ConfigError(
                 f'{NAME}: paramwise_cfg.num_layers={self.num_layers} is too small for a backbone with depths '
                 f'{depths} in {self.decay_type} mode: its deepest layer id is {minimum + 1}, so parameters '
                 f'would get a scale decay_rate**{self.num_layers - minimum}, above the head\'s 1. Use '

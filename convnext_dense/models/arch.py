@@ -5,6 +5,8 @@ so none of them imports another to learn how many stages a ConvNeXt has.
 """
 from typing import Dict, Tuple, Union
 
+from convnext_dense.errors import ConfigError
+
 # name -> (depths per stage, channels per stage); atto..huge as in ConvNeXt V2, tiny..xlarge as in V1.
 ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
     'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
@@ -34,14 +36,14 @@ def resolve_arch(arch: Union[str, dict]) -> Tuple[Tuple[int, ...], Tuple[int, ..
     """
     if isinstance(arch, str):
         if arch not in ARCH_SETTINGS:
-            raise ValueError(f'ConvNeXt: unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
+            raise ConfigError(f'ConvNeXt: unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
                              f'or pass dict(depths=(...), channels=(...)).')
         return ARCH_SETTINGS[arch]
     if not isinstance(arch, dict) or not {'depths', 'channels'} <= set(arch):
-        raise ValueError(f'ConvNeXt: arch must be one of {sorted(ARCH_SETTINGS)} or '
+        raise ConfigError(f'ConvNeXt: arch must be one of {sorted(ARCH_SETTINGS)} or '
                          f'dict(depths=(...), channels=(...)), got {arch!r}.')
     depths, channels = tuple(arch['depths']), tuple(arch['channels'])
     if len(depths) != NUM_STAGES or len(channels) != NUM_STAGES:
-        raise ValueError(f'ConvNeXt: arch needs {NUM_STAGES} depths and {NUM_STAGES} channels, got '
+        raise ConfigError(f'ConvNeXt: arch needs {NUM_STAGES} depths and {NUM_STAGES} channels, got '
                          f'depths={depths} and channels={channels}; or use one of {sorted(ARCH_SETTINGS)}.')
     return depths, channels

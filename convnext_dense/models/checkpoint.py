@@ -15,8 +15,9 @@ Four layouts load without a manual conversion step (docs/design.md, "Checkpoints
 
 Wrappers (``state_dict``, ``model``, ``module``, ``state_dict_ema``, ``model_ema``) and the ``module.``
 (DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed first. :func:`convert_state_dict` is a
-pure function from a checkpoint to our names; :func:`load_pretrained` compares the result with a model,
-refuses a partial or mis-shaped load, loads, and logs one report.
+pure function from a checkpoint to our names, and :func:`to_timm`, :func:`to_mmpretrain` and
+:func:`to_facebook` convert back; :func:`load_pretrained` compares the result with a model, refuses a
+partial or mis-shaped load, loads, and logs one report.
 """
 import os
 import re
@@ -28,7 +29,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from convnext_dense.errors import CheckpointMismatchError
+from convnext_dense.errors import (CheckpointFormatError, CheckpointKeyError, CheckpointMismatchError,
+                                   CheckpointNotFoundError)
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models.arch import ARCH_SETTINGS
 
@@ -155,7 +157,7 @@ def unwrap_checkpoint(checkpoint: Mapping[str, Any], ema: bool = False) -> Tuple
         ValueError: No state dict found; the message lists the checkpoint's top-level keys.
     """
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f'expected a checkpoint dict, got {type(checkpoint).__name__}.')
+        raise CheckpointFormatError(f'expected a checkpoint dict, got {type(checkpoint).__name__}.')
     if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return dict(checkpoint), ''
     order = EMA_STATE_DICT_KEYS + STATE_DICT_KEYS if ema else STATE_DICT_KEYS + EMA_STATE_DICT_KEYS
@@ -163,7 +165,7 @@ def unwrap_checkpoint(checkpoint: Mapping[str, Any], ema: bool = False) -> Tuple
         if isinstance(checkpoint.get(key), Mapping):
             inner, _ = unwrap_checkpoint(checkpoint[key], ema=ema)
             return inner, key
-    raise ValueError(f'no state dict in checkpoint: top-level keys are {sorted(map(str, checkpoint))[:10]}; '
+    raise CheckpointFormatError(f'no state dict in checkpoint: top-level keys are {sorted(map(str, checkpoint))[:10]}; '
                      f'expected a dict of tensors or one under {list(order)}.')
 
 
@@ -188,7 +190,7 @@ def select_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
     selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not selected:
         roots = sorted({k.split('.')[0] + '.' for k in state_dict})
-        raise KeyError(f'init_cfg prefix {prefix!r} matches no key of the checkpoint; its top-level '
+        raise CheckpointKeyError(f'init_cfg prefix {prefix!r} matches no key of the checkpoint; its top-level '
                        f'prefixes are {roots[:10]}. Fix the prefix or remove it.')
     return selected
 
@@ -207,7 +209,7 @@ def detect_layout(keys: Sequence[str]) -> str:
         if any(k.startswith('head.') or k.startswith('norm.') for k in keys):
             return 'facebook'
         return 'convnext_dense'
-    raise ValueError(f'unrecognised ConvNeXt checkpoint layout; first keys: {list(keys)[:5]}. Supported: '
+    raise CheckpointFormatError(f'unrecognised ConvNeXt checkpoint layout; first keys: {list(keys)[:5]}. Supported: '
                      f'{LAYOUTS} (downsample_layers.*, stem.*/stages.i.blocks.*, or backbone.* prefixed).')
 
 
@@ -246,6 +248,46 @@ def _sibling(prefix: str, name: str) -> str:
     ``('model.backbone.', 'head.')`` -> ``'model.head.'``, ``('', 'head.')`` -> ``'head.'``."""
     parent = prefix.rstrip('.').rpartition('.')[0]
     return f'{parent}.{name}' if parent else name
+def _from_our_shape(key: str, value: torch.Tensor) -> torch.Tensor:
+    return value.reshape(-1) if '.grn.' in key else value  # timm and mmpretrain store GRN as (C,)
+
+
+def to_timm(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Our backbone keys in timm's layout (pure); the output norms ``norm{i}``, which timm lacks, keep their names.
+
+    Args:
+        state_dict: A state dict of our ConvNeXt.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        new = re.sub(r'^downsample_layers\.0\.', 'stem.', key)
+        new = re.sub(r'^downsample_layers\.(\d+)\.', r'stages.\1.downsample.', new)
+        new = re.sub(r'^stages\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.', new)
+        new = (new.replace('.dwconv.', '.conv_dw.').replace('.pwconv1.', '.mlp.fc1.')
+               .replace('.pwconv2.', '.mlp.fc2.').replace('.grn.gamma', '.mlp.grn.weight')
+               .replace('.grn.beta', '.mlp.grn.bias'))
+        out[new] = _from_our_shape(key, value)
+    return out
+
+
+def to_mmpretrain(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Our backbone keys in mmpretrain's ConvNeXt layout (pure; no ``backbone.`` prefix).
+
+    Args:
+        state_dict: A state dict of our ConvNeXt.
+    """
+    return {key.replace('.dwconv.', '.depthwise_conv.').replace('.pwconv1.', '.pointwise_conv1.')
+            .replace('.pwconv2.', '.pointwise_conv2.'): _from_our_shape(key, value)
+            for key, value in state_dict.items()}
+
+
+def to_facebook(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Our backbone keys in the official layout (pure): the same names, without the output norms ``norm{i}``.
+
+    Args:
+        state_dict: A state dict of our ConvNeXt.
+    """
+    return {key: value for key, value in state_dict.items() if not _OUTPUT_NORM.match(key)}
 
 
 def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = None,
@@ -371,7 +413,7 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu') -> Any:
         return CheckpointLoader.load_checkpoint(filename, map_location=map_location)
     path = os.path.expanduser(filename)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'ConvNeXt init_cfg checkpoint not found: {filename}. Fix the path in '
+        raise CheckpointNotFoundError(f'ConvNeXt init_cfg checkpoint not found: {filename}. Fix the path in '
                                 f"init_cfg=dict(type='Pretrained', checkpoint=...) or download the file.")
     return safe_torch_load(path, map_location=map_location)
 

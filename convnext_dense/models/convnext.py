@@ -16,12 +16,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
-from convnext_dense.models import onednn_mlp
+from convnext_dense.errors import ConfigError, InputShapeError
 from convnext_dense.models.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
 from convnext_dense.models.checkpoint import load_pretrained
-from convnext_dense.models.dwconv_cpu import depthwise_conv2d
 from convnext_dense.models.mmpretrain_args import check_mmpretrain_args
 from convnext_dense.models.whole_model import rename_foreign_keys_hook
+from convnext_dense.ops import cpu_kernels_default, fused_mlp
+from convnext_dense.ops.dwconv import DepthwiseConv2d
 from convnext_dense.registry import MODELS
 
 
@@ -91,22 +92,25 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """ConvNeXt block: 7x7 depthwise conv, LayerNorm, 4x MLP (with GRN in V2), layer scale, residual.
 
+    ``forward`` is the paper's computation. CPU fast paths (``convnext_dense/ops``) compute the same where
+    they apply: the depthwise conv's C++ weight gradient inside ``dwconv``, and the fused MLP tail, which
+    steps aside while a forward hook is registered on a module it fuses.
+
     Args:
         channels: Input and output channels.
         drop_path: Stochastic depth rate of this block.
         layer_scale_init_value: Initial value of the per-channel ``gamma``; 0 or less disables it.
         use_grn: Insert Global Response Normalization after the activation (ConvNeXt V2).
         mlp_ratio: Hidden width of the MLP relative to ``channels``.
-        fast_dwconv_grad: When training on the CPU, compute the depthwise conv's weight gradient with this
-            package's C++ kernel (``dwconv_cpu.py``) instead of oneDNN's.
+        cpu_kernels: Use the CPU kernels of ``convnext_dense/ops`` where they apply (see there).
     """
 
     def __init__(self, channels: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6,
-                 use_grn: bool = False, mlp_ratio: float = 4.0, fast_dwconv_grad: bool = True) -> None:
+                 use_grn: bool = False, mlp_ratio: float = 4.0, cpu_kernels: bool = True) -> None:
         super().__init__()
-        self.fast_dwconv_grad = fast_dwconv_grad
+        self.cpu_kernels = cpu_kernels
         hidden = int(mlp_ratio * channels)
-        self.dwconv = nn.Conv2d(channels, channels, kernel_size=7, padding=3, groups=channels)
+        self.dwconv = DepthwiseConv2d(channels, kernel_size=7, cpu_kernels=cpu_kernels)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
         self.pwconv1 = nn.Linear(channels, hidden)
         self.act = nn.GELU()
@@ -118,59 +122,16 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = depthwise_conv2d(x, self.dwconv) if self.fast_dwconv_grad else self.dwconv(x)
-        x = x.permute(0, 2, 3, 1)  # the MLP runs on channels-last
-        if onednn_mlp.applies(x, shortcut, self.training):
-            try:
-                return self._mlp_onednn(self.norm(x), shortcut)
-            except (RuntimeError, AttributeError, NotImplementedError) as err:  # op missing or unsupported here
-                onednn_mlp.disable(err)
-        x = self.act(self.pwconv1(self.norm(x)))
+        x = self.norm(self.dwconv(x).permute(0, 2, 3, 1))  # the MLP runs channels-last
+        if fused_mlp.applies(self, x, shortcut):
+            return fused_mlp.forward(self, x, shortcut)
+        x = self.act(self.pwconv1(x))
         if self.grn is not None:
             x = self.grn(x)
-        if self.gamma is None:
-            x = self.pwconv2(x)
-        elif self._folds_layer_scale(x):
-            x = F.linear(x, *self._pwconv2_with_layer_scale())
-        else:
-            # Late stages on small inputs: the weight is larger than the activations, so scale those (as
-            # the official code does). Measured on ConvNeXt-T at 224, batch 2, CPU: 16% less training time.
-            x = self.pwconv2(x) * self.gamma
-        x = self.drop_path(x.permute(0, 3, 1, 2))
-        if torch.is_grad_enabled() or x.dtype != shortcut.dtype:
-            # Out of place when training: x is a view (a permute of the Linear's output), and an in-place add
-            # on a view makes autograd record CopySlices + AsStridedBackward0 (measured: ~24 ms of copies in a
-            # 0.9 s ConvNeXt-T CPU training step). Under autocast the sum takes the residual stream's dtype.
-            return shortcut + x
-        return x.add_(shortcut)  # inference: reuse x's buffer
-
-    def _folds_layer_scale(self, x: torch.Tensor) -> bool:
-        # More output rows (pixels) than hidden channels: folding layer scale into pwconv2 (a C x 4C product)
-        # costs less than scaling the N x H x W x C output, forward and backward.
-        return x.numel() // x.shape[-1] > self.pwconv2.in_features
-
-    def _pwconv2_with_layer_scale(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """pwconv2's weight and bias with ``gamma`` folded in: ``gamma * pwconv2(x)`` as one linear."""
-        return self.pwconv2.weight * self.gamma[:, None], self.pwconv2.bias * self.gamma
-
-    def _mlp_onednn(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """The MLP, layer scale and residual add of CPU float32 inference, fused by oneDNN (``onednn_mlp.py``).
-
-        Args:
-            x: The normalized NHWC activations.
-            shortcut: The block's input (channels_last NCHW, so its NHWC permute is contiguous).
-        """
-        x = onednn_mlp.linear_gelu(x, self.pwconv1.weight, self.pwconv1.bias)
-        if self.grn is not None:
-            x = self.grn(x)
-        residual = shortcut.permute(0, 2, 3, 1)
-        if self.gamma is None:
-            x = onednn_mlp.linear_add(x, self.pwconv2.weight, self.pwconv2.bias, residual)
-        elif self._folds_layer_scale(x):
-            x = onednn_mlp.linear_add(x, *self._pwconv2_with_layer_scale(), residual)
-        else:
-            x = self.pwconv2(x).mul_(self.gamma).add_(residual)
-        return x.permute(0, 3, 1, 2)
+        x = self.pwconv2(x)
+        if self.gamma is not None:
+            x = x * self.gamma
+        return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
@@ -200,14 +161,17 @@ class ConvNeXt(BaseModule):
         with_cp: Run each block under activation checkpointing: same outputs and gradients, less memory.
         compile_blocks: Compile each block with ``torch.compile`` (lazily, on its first call; parameter names
             unchanged). Blocks of a stage share one compiled graph, and it composes with ``with_cp``.
-        fast_dwconv_grad: When training on the CPU (float32), compute the 7x7 depthwise convs' weight gradients
-            with this package's C++ kernel, compiled on first use: 3-70x faster than oneDNN's, which took a
-            quarter of a ConvNeXt-T training step there. Same gradients to float rounding; no effect on GPUs,
-            inference or compiled blocks; falls back (with a warning) where no C++ compiler is found.
         stem_patch_size, norm_cfg, act_cfg, linear_pw_conv, gap_before_final_norm: mmpretrain ConvNeXt's
             arguments, accepted with the values that describe this backbone (4, ``dict(type='LN2d',
             eps=1e-6)``, ``dict(type='GELU')``, True, False) so that an mmdet or mmseg config switches by its
             ``type`` alone; other values raise ``ConfigError`` (see ``mmpretrain_args.py``).
+        cpu_kernels: Use the CPU kernels of ``convnext_dense/ops``: the depthwise convs' weight gradient in C++
+            for float32 CPU training (3-70x faster than oneDNN's, which took a quarter of a ConvNeXt-T training
+            step; compiled on first use, with a warning and oneDNN's path where no C++ compiler is found) and
+            oneDNN's fused MLP for float32 CPU inference. Same results to float rounding; no effect on GPUs or
+            compiled blocks. ``None`` reads ``CONVNEXT_DENSE_CPU_KERNELS`` (``0`` turns them off; default
+            on); ``convnext_dense.ops.set_cpu_kernels(model, enabled)`` switches a built model.
+        fast_dwconv_grad: Older name of the switch: ``False`` turns the CPU kernels off.
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
             facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
@@ -233,6 +197,7 @@ class ConvNeXt(BaseModule):
                  act_cfg: Optional[dict] = None,
                  linear_pw_conv: bool = True,
                  gap_before_final_norm: bool = False,
+                 cpu_kernels: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_mmpretrain_args(stem_patch_size=stem_patch_size, norm_cfg=norm_cfg, act_cfg=act_cfg,
@@ -241,12 +206,13 @@ class ConvNeXt(BaseModule):
         self.depths, self.channels = resolve_arch(arch)
         self.out_indices = self._normalize_out_indices(out_indices)
         if not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'ConvNeXt: frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}.')
+            raise ConfigError(f'ConvNeXt: frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}.')
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate}.')
+            raise ConfigError(f'ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate}.')
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
         self.use_grn = use_grn
+        cpu_kernels = cpu_kernels_default(cpu_kernels) and fast_dwconv_grad
 
         self.downsample_layers = nn.ModuleList()
         self.downsample_layers.append(nn.Sequential(
@@ -265,7 +231,7 @@ class ConvNeXt(BaseModule):
             self.stages.append(nn.Sequential(*[
                 Block(self.channels[i], drop_path=rates[first + j],
                       layer_scale_init_value=layer_scale_init_value, use_grn=use_grn,
-                      fast_dwconv_grad=fast_dwconv_grad)
+                      cpu_kernels=cpu_kernels)
                 for j in range(depth)]))
 
         for i in self.out_indices:
@@ -286,13 +252,13 @@ class ConvNeXt(BaseModule):
         normalized = []
         for index in out_indices:
             if not -NUM_STAGES <= index < NUM_STAGES:
-                raise ValueError(f'ConvNeXt: out_indices entry {index} is out of range; valid are '
+                raise ConfigError(f'ConvNeXt: out_indices entry {index} is out of range; valid are '
                                  f'{-NUM_STAGES}..{NUM_STAGES - 1} (stages 0-3, negatives from the end).')
             normalized.append(index % NUM_STAGES)
         if not normalized:
-            raise ValueError('ConvNeXt: out_indices is empty; name at least one stage in 0..3.')
+            raise ConfigError('ConvNeXt: out_indices is empty; name at least one stage in 0..3.')
         if len(set(normalized)) != len(normalized):
-            raise ValueError(f'ConvNeXt: out_indices {tuple(out_indices)} name a stage twice.')
+            raise ConfigError(f'ConvNeXt: out_indices {tuple(out_indices)} name a stage twice.')
         return tuple(sorted(normalized))
 
     @property
@@ -364,10 +330,10 @@ class ConvNeXt(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Returns the normalized feature maps of ``out_indices``, NCHW, strides 4/8/16/32."""
         if x.dim() != 4 or x.shape[1] != self.downsample_layers[0][0].in_channels:
-            raise ValueError(f'ConvNeXt expects an N x {self.downsample_layers[0][0].in_channels} x H x W '
+            raise InputShapeError(f'ConvNeXt expects an N x {self.downsample_layers[0][0].in_channels} x H x W '
                              f'input, got shape {tuple(x.shape)}.')
         if min(x.shape[-2:]) < STEM_STRIDE * 2 ** (NUM_STAGES - 1):
-            raise ValueError(f'ConvNeXt needs inputs of at least 32x32, got {tuple(x.shape[-2:])}.')
+            raise InputShapeError(f'ConvNeXt needs inputs of at least 32x32, got {tuple(x.shape[-2:])}.')
         # Outputs in the input's memory format. The blocks run channels-last whatever the input, so the
         # output norms would hand an NCHW caller channels_last-strided maps, and mmcv 2.1.0's RoIAlign reads
         # those as if they were contiguous: wrong RoI features, silently (a Mask R-CNN's RoI heads then learn

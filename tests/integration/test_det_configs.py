@@ -7,7 +7,8 @@ import torch
 from mmengine.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DET_CONFIGS = sorted((REPO_ROOT / 'configs' / 'det').glob('*.py'))
+DET_CONFIGS = sorted((REPO_ROOT / 'configs' / 'det').glob('*.py')) + sorted(
+    (REPO_ROOT / 'configs' / 'demo').glob('mask_rcnn_*.py'))
 URL = 'https://dl.fbaipublicfiles.com/convnext/'
 
 # stem -> (detector, arch, drop path, lr, layer-wise decay rate, num_layers, pretrained file, FPN in_channels)
@@ -33,7 +34,7 @@ def build_on_meta(model_cfg: dict) -> torch.nn.Module:
 
 
 def expected_layer_id(name: str, num_layers: int) -> int:
-    """The official layer-wise rule (DESIGN.md §3), written out independently of the constructor."""
+    """The official layer-wise rule (docs/design.md, contracts), written out independently of the constructor."""
     parts = name.split('.')
     if not name.startswith('backbone.') or parts[1].startswith('norm'):
         return num_layers + 1

@@ -131,7 +131,8 @@ def test_config_builds_with_stage_wise_param_groups(name):
     assert group_of[id(named['decode_head.conv_seg.weight'])]['lr'] == pytest.approx(lr)
 
 
-@pytest.mark.parametrize('path', [p for p in SEG_CONFIGS if p.stem not in PAPER_RECIPES], ids=lambda p: p.stem)
+@pytest.mark.parametrize('path', [p for p in SEG_CONFIGS if p.stem not in PAPER_RECIPES]
+                         + sorted((REPO_ROOT / 'configs' / 'demo').glob('upernet_*.py')), ids=lambda p: p.stem)
 def test_other_seg_configs_load_and_build(path):
     cfg = Config.fromfile(str(path))
     assert cfg.default_scope == 'mmseg'

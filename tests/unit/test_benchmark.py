@@ -1,4 +1,4 @@
-"""The benchmark tool's backbone mode and JSON schema, and the exactness of the LayerNorm2d / Block we keep.
+"""The benchmark package: its modes, JSON schema, ratios and mode registration.
 
 No timing is asserted: the benchmark is the instrument; these tests check that it runs and what it reports.
 """
@@ -7,79 +7,12 @@ import statistics
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from analysis import benchmark
-from convnext_dense.models.convnext import Block, ConvNeXt, LayerNorm2d
+from convnext_dense import benchmark
+from convnext_dense.benchmark import backbone, backbones, common, model
+from convnext_dense.models.convnext import ConvNeXt
 
 TINY_ARCH = 'depths:1,1,1,1;channels:8,16,32,64'
-FORMATS = (torch.contiguous_format, torch.channels_last)
-
-
-def reference_layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """The formula of the paper's channels-first LayerNorm, in float64."""
-    x, weight, bias = x.double(), weight.double(), bias.double()
-    mean = x.mean(dim=1, keepdim=True)
-    var = (x - mean).pow(2).mean(dim=1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
-
-
-def reference_block(block: Block, x: torch.Tensor) -> torch.Tensor:
-    """The official block, written out in float64 on NCHW tensors."""
-    p = {k: v.double() for k, v in block.state_dict().items()}
-    y = F.conv2d(x.double(), p['dwconv.weight'], p['dwconv.bias'], padding=3, groups=x.shape[1])
-    y = reference_layer_norm_2d(y, p['norm.weight'], p['norm.bias'], block.norm.eps)
-    y = torch.einsum('nchw,oc->nohw', y, p['pwconv1.weight']) + p['pwconv1.bias'][:, None, None]
-    y = F.gelu(y)
-    y = torch.einsum('nchw,oc->nohw', y, p['pwconv2.weight']) + p['pwconv2.bias'][:, None, None]
-    return x.double() + y * p['gamma'][:, None, None]
-
-
-@pytest.mark.parametrize('memory_format', FORMATS)
-def test_layer_norm_2d_matches_formula_and_timm(memory_format):
-    from timm.layers import LayerNorm2d as TimmLayerNorm2d
-
-    ours, theirs = LayerNorm2d(24), TimmLayerNorm2d(24)
-    with torch.no_grad():
-        ours.weight.normal_()
-        ours.bias.normal_()
-    theirs.load_state_dict(ours.state_dict())
-    x = (torch.randn(2, 24, 9, 13) * 3 + 1).contiguous(memory_format=memory_format)
-
-    out = ours(x)
-    expected = reference_layer_norm_2d(x, ours.weight, ours.bias, ours.eps)
-    assert out.dtype == torch.float32 and out.shape == x.shape
-    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, theirs(x), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize('memory_format', FORMATS)
-def test_layer_norm_2d_gradients_match_formula(memory_format):
-    norm = LayerNorm2d(16)
-    x = torch.randn(2, 16, 7, 5).contiguous(memory_format=memory_format).requires_grad_()
-    grad_out = torch.randn(2, 16, 7, 5)
-    (norm(x) * grad_out).sum().backward()
-    x64 = x.detach().double().requires_grad_()
-    (reference_layer_norm_2d(x64, norm.weight, norm.bias, norm.eps) * grad_out.double()).sum().backward()
-    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize('memory_format', FORMATS)
-def test_block_matches_reference_and_timm(memory_format):
-    from timm.models.convnext import ConvNeXtBlock
-
-    block = Block(16, layer_scale_init_value=0.5).eval()
-    with torch.no_grad():
-        for param in block.parameters():
-            param.normal_(std=0.2)
-    timm_block = ConvNeXtBlock(16, ls_init_value=0.5).eval()
-    timm_block.load_state_dict({k.replace('dwconv.', 'conv_dw.').replace('pwconv1.', 'mlp.fc1.')
-                               .replace('pwconv2.', 'mlp.fc2.'): v for k, v in block.state_dict().items()})
-    x = torch.randn(2, 16, 11, 10).contiguous(memory_format=memory_format)
-    with torch.no_grad():
-        out = block(x)
-        torch.testing.assert_close(out.double(), reference_block(block, x), rtol=0, atol=1e-5)
-        torch.testing.assert_close(out, timm_block(x), rtol=0, atol=1e-5)
 
 
 def test_backbone_mode_runs_and_reports_json(capsys):
@@ -121,7 +54,7 @@ def test_save_json_writes_the_report_beside_the_table(tmp_path, capsys):
 def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError('autocast dtype not supported here')
-    monkeypatch.setattr(benchmark, 'measure_backbone_case', broken)
+    monkeypatch.setattr(backbone, 'measure_backbone_case', broken)
     benchmark.main(['backbone', '--arch', TINY_ARCH, '--impls', 'ours', '--sizes', '64', '--batch', '1',
                     '--iters', '1', '--rounds', '1', '--modes', 'infer', '--memory-formats', 'contiguous',
                     '--device', 'cpu'])
@@ -130,7 +63,7 @@ def test_backbone_mode_reports_unsupported_combinations_as_na(monkeypatch, capsy
 
 
 def test_build_backbones_copies_the_same_weights():
-    models, _ = benchmark.build_backbones(TINY_ARCH, ('ours', 'timm'))
+    models, _ = backbones.build_backbones(TINY_ARCH, ('ours', 'timm'))
     assert isinstance(models['ours'], ConvNeXt)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -142,12 +75,12 @@ def test_build_backbones_copies_the_same_weights():
 def test_ratios_pair_the_figures_of_each_round():
     # the machine slows 2x between rounds; both implementations slow with it, ours stays 1.5x faster
     ours, timm = [3.0, 1.5, 3.0], [2.0, 1.0, 2.0]
-    assert benchmark.paired_ratio(ours, timm) == pytest.approx(1.5)
+    assert common.paired_ratio(ours, timm) == pytest.approx(1.5)
     # the ratio of the separate medians would mix the drift in when it does not hit both sides alike
-    assert benchmark.paired_ratio([3.0, 1.5, 1.5], [2.0, 1.0, 2.0]) == pytest.approx(1.5)
+    assert common.paired_ratio([3.0, 1.5, 1.5], [2.0, 1.0, 2.0]) == pytest.approx(1.5)
     assert statistics.median([3.0, 1.5, 1.5]) / statistics.median([2.0, 1.0, 2.0]) == pytest.approx(0.75)
     with pytest.raises(ValueError, match='one figure per round'):
-        benchmark.paired_ratio([1.0, 2.0], [1.0])
+        common.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_model_ratios_need_an_ours_row_and_nonzero_rounds():
@@ -159,24 +92,24 @@ def test_model_ratios_need_an_ours_row_and_nonzero_rounds():
     cp = row('ours_cp', dict(train_s_per_iter=3.0, train_peak_mem_mib=50.0), dict(train_s_per_iter=4.0,
                                                                                    train_peak_mem_mib=50.0))
     rows = [ours, cp, dict(variant='mmpretrain', error='not importable')]
-    benchmark._add_model_ratios(rows)
+    model._add_model_ratios(rows)
     assert cp['train_s_per_iter_vs_ours'] == pytest.approx(1.25)  # median of 1.5 and 1.0, paired per round
     assert 'train_peak_mem_mib_vs_ours' not in cp  # one of ours' rounds grew memory by 0 MiB
     cp_alone = row('ours_cp', dict(train_s_per_iter=3.0))
-    benchmark._add_model_ratios([cp_alone])  # --variants without ours: figures, no ratios
+    model._add_model_ratios([cp_alone])  # --variants without ours: figures, no ratios
     assert not any(key.endswith('_vs_ours') for key in cp_alone)
 
 
 def test_rounds_rotate_which_implementation_runs_first():
     names = ['ours', 'timm', 'mmpretrain']
-    assert [benchmark.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']
-    assert sorted(benchmark.rotated(names, 2)) == sorted(names)
-    assert benchmark.rotated([], 3) == []
+    assert [common.rotated(names, r)[0] for r in range(4)] == ['ours', 'timm', 'mmpretrain', 'ours']
+    assert sorted(common.rotated(names, 2)) == sorted(names)
+    assert common.rotated([], 3) == []
 
 
 @pytest.mark.parametrize('text, expected', [('224', (224, 224)), ('1344x800', (800, 1344))])
 def test_parse_size_is_width_by_height(text, expected):
-    assert benchmark.parse_size(text) == expected
+    assert common.parse_size(text) == expected
 
 
 def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
@@ -187,8 +120,8 @@ def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
         roi_head=dict(bbox_head=[dict(norm_cfg=dict(type='SyncBN'))]),
         test_cfg=dict(rcnn=dict(score_thr=0.05, nms=dict(type='nms'), max_per_img=50, mask_thr_binary=0.5)))
 
-    ours_cp = benchmark.model_variant_cfg(model_cfg, 'ours_cp')
-    reference = benchmark.model_variant_cfg(model_cfg, 'mmpretrain')
+    ours_cp = model.model_variant_cfg(model_cfg, 'ours_cp')
+    reference = model.model_variant_cfg(model_cfg, 'mmpretrain')
 
     assert ours_cp['backbone']['with_cp'] is True and ours_cp['backbone']['init_cfg'] is None
     assert ours_cp['test_cfg']['rcnn']['score_thr'] == 0.0 and ours_cp['test_cfg']['rcnn']['max_per_img'] == 100
@@ -199,19 +132,28 @@ def test_model_variant_cfg_swaps_backbone_and_keeps_100_detections():
     assert model_cfg['backbone']['init_cfg'] is not None  # the input config is left unchanged
 
 
-def test_model_mode_runs_a_detector_config_in_fresh_processes(repo_root, capsys):
-    """Model mode end to end on the (small) demo detector: every variant builds, trains a step and predicts,
-    each in its own process (a dict model config once broke mmdet's train_cfg.rpn access here)."""
-    config = str(repo_root / 'configs/det/mask_rcnn_convnext_shapes.py')
-    report = benchmark.run_model(benchmark.parse_args([
-        'model', config, '--size', '64', '64', '--batch', '1', '--iters', '1', '--warmup', '1', '--rounds', '1',
-        '--threads', '1', '--device', 'cpu', '--variants', 'ours', 'ours_cp', '--json']))
+def test_modes_are_modules_and_an_optional_onnx_mode_registers_when_present(monkeypatch):
+    parser, runners = benchmark.build_parser()
+    assert {'backbone', 'model', 'layernorm'} <= set(runners)
+    assert runners['backbone'] is backbone.run and runners['model'] is model.run
 
-    rows = {row['variant']: row for row in report['rows']}
-    assert set(rows) == {'ours', 'ours_cp'} and not any('error' in row for row in rows.values()), rows
-    for row in rows.values():
-        assert row['train_s_per_iter'] > 0 and row['train_peak_mem_mib'] >= 0 and row['infer_fps'] > 0
-        assert 0 < row['detections_per_image'] <= 100  # score threshold 0, max_per_img 100
-        assert len(row['rounds']) == 1 and row['rounds'][0]['train_s_per_iter'] == row['train_s_per_iter']
-    assert rows['ours_cp']['train_s_per_iter_vs_ours'] == pytest.approx(
-        rows['ours_cp']['train_s_per_iter'] / rows['ours']['train_s_per_iter'])
+    class FakeOnnxMode:
+        @staticmethod
+        def add_parser(subparsers):
+            subparsers.add_parser('onnx').add_argument('--json', action='store_true')
+
+        @staticmethod
+        def run(args):
+            return dict(mode='onnx')
+    real_import = benchmark.importlib.import_module
+    monkeypatch.setattr(benchmark.importlib, 'import_module', lambda name: FakeOnnxMode if name.endswith(
+        '.onnx') else real_import(name))
+    parser, runners = benchmark.build_parser()
+    assert runners['onnx'] is FakeOnnxMode.run and parser.parse_args(['onnx']).command == 'onnx'
+
+    def missing(name):
+        if name.endswith('.onnx'):
+            raise ModuleNotFoundError(name)
+        return real_import(name)
+    monkeypatch.setattr(benchmark.importlib, 'import_module', missing)
+    assert 'onnx' not in benchmark.build_parser()[1]

@@ -14,7 +14,8 @@ from mmengine.logging import MMLogger
 
 from convnext_dense.models import ConvNeXt
 from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_state_dict,
-                                              load_pretrained, summarize_keys)
+                                              load_pretrained, summarize_keys, to_facebook, to_mmpretrain,
+                                              to_timm)
 
 SMALL_ARCH = dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
@@ -322,16 +323,34 @@ def test_pickled_code_is_refused(tmp_path, small_state_dict):
 
 
 
+REVERSE = {'facebook': (to_facebook, ''), 'timm': (to_timm, ''), 'mmpretrain': (to_mmpretrain, 'backbone.')}
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.mark.parametrize('layout', list(REVERSE))
+def test_our_keys_convert_back_to_each_public_layout(arch, layout):
+    with torch.device('meta'):
+        state_dict = ConvNeXt(arch, out_indices=(0, 1, 2, 3)).state_dict()
+    convert, prefix = REVERSE[layout]
+    got = {prefix + k: tuple(v.shape) for k, v in convert(state_dict).items() if not re.match(r'norm\d', k)}
+    want = {k: tuple(v) for k, v in LAYOUTS[f'{layout}/{arch}'].items() if k not in EXTRA_KEYS[layout]}
+    assert got == want
+
+
+@pytest.mark.parametrize('layout, use_grn', [('facebook', False), ('timm', False), ('timm', True),
+                                             ('mmpretrain', False), ('mmpretrain', True)])
+def test_reverse_then_forward_conversion_is_the_identity(layout, use_grn):
+    state_dict = randomize_(ConvNeXt(SMALL_ARCH, use_grn=use_grn)).state_dict()
+    convert, prefix = REVERSE[layout]
+    back = convert_state_dict({prefix + k: v for k, v in convert(state_dict).items()}).state_dict
+    expected = {k: v for k, v in state_dict.items() if layout != 'facebook' or not re.match(r'norm\d', k)}
+    assert back.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(back[key], value), key
+
+
 def to_timm_names(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    renamed = {}
-    for key, value in state_dict.items():
-        if key.startswith('norm'):
-            continue
-        key = re.sub(r'^downsample_layers\.0\.', 'stem.', key)
-        key = re.sub(r'^downsample_layers\.(\d)\.', r'stages.\1.downsample.', key)
-        key = re.sub(r'^stages\.(\d)\.(\d+)\.', r'stages.\1.blocks.\2.', key)
-        renamed[key.replace('.dwconv.', '.conv_dw.').replace('.pwconv', '.mlp.fc')] = value
-    return renamed
+    return {k: v for k, v in to_timm(state_dict).items() if not k.startswith('norm')}
 
 
 def test_pretrained_inside_an_init_cfg_list_still_converts(tmp_path, small_state_dict):

@@ -1,12 +1,16 @@
 """The ConvNeXt backbone: output contract, arguments, training behaviour, build through mm registries, and
 params / FLOPs against the paper."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
 from convnext_dense.models import ARCH_SETTINGS, ConvNeXt
-from convnext_dense.models.convnext import is_channels_last
+from convnext_dense.models.convnext import Block, LayerNorm2d, is_channels_last
+from convnext_dense.ops import set_cpu_kernels
 
 SMALL_ARCH = dict(depths=(1, 1, 3, 1), channels=(8, 16, 32, 64))
 
@@ -249,3 +253,159 @@ def test_params_and_flops_match_the_paper(arch):
     paper_params, paper_flops = PAPER_COMPLEXITY[arch]
     assert params == pytest.approx(paper_params, rel=0.01)
     assert flops == pytest.approx(paper_flops, rel=0.01)
+
+
+MODES = {'train': (True, True), 'eval, no grad': (False, False), 'eval, grad': (False, True)}
+
+
+def _own_computation(module, inputs):
+    if isinstance(module, nn.Linear):
+        return nn.functional.linear(inputs, module.weight, module.bias)
+    if isinstance(module, nn.Conv2d):
+        return nn.functional.conv2d(inputs, module.weight, module.bias, module.stride, module.padding,
+                                    module.dilation, module.groups)
+    if isinstance(module, (nn.GELU, nn.LayerNorm)):
+        return type(module).forward(module, inputs)
+    return None
+
+
+@pytest.mark.parametrize('mode', list(MODES))
+@pytest.mark.parametrize('use_grn', [False, True])
+@pytest.mark.parametrize('hooked', ['every module', 'dwconv', 'pwconv1', 'act', 'pwconv2', 'drop_path'])
+def test_every_module_hook_fires_and_sees_its_own_input_and_output(mode, use_grn, hooked):
+    training, grad = MODES[mode]
+    torch.manual_seed(0)
+    model = small_convnext(drop_path_rate=0.2, layer_scale_init_value=1.0, use_grn=use_grn).train(training)
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = (module, inputs[0].detach(), output.detach())
+        return hook
+    names = {name for name, module in model.named_modules()  # containers are never called themselves
+             if name and not isinstance(module, nn.ModuleList)
+             and (hooked == 'every module' or name.endswith('.' + hooked))}
+    for name in names:
+        model.get_submodule(name).register_forward_hook(record(name))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.set_grad_enabled(grad):
+        model(x)
+    assert set(seen) == names and len(names) >= 6
+    for name, (module, inputs, output) in seen.items():
+        want = _own_computation(module, inputs)
+        if want is not None:
+            torch.testing.assert_close(output, want.detach(), rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_fast_paths_give_the_reference_blocks_outputs_and_gradients():
+    torch.manual_seed(0)
+    fast = small_convnext(drop_path_rate=0.2, layer_scale_init_value=0.5)
+    reference = copy.deepcopy(fast)
+    set_cpu_kernels(reference, False)
+    for module in reference.modules():  # fused paths step aside for hooks: the reference lines everywhere
+        module.register_forward_hook(lambda *args: None)
+    x = torch.randn(2, 3, 96, 64).contiguous(memory_format=torch.channels_last)
+    for training in (True, False):
+        results = []
+        for model in (fast, reference):
+            torch.manual_seed(1)
+            model.zero_grad()
+            outs = model.train(training)(x)
+            sum((o * o.detach().sin()).sum() for o in outs).backward()
+            results.append(([o.detach() for o in outs], {n: p.grad for n, p in model.named_parameters()}))
+        (outs, grads), (ref_outs, ref_grads) = results
+        for out, ref in zip(outs, ref_outs):
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        for name, grad in ref_grads.items():
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+        with torch.no_grad():
+            for out, ref in zip(fast.eval()(x), reference.eval()(x)):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def _flops(model, x, grad):
+    with torch.set_grad_enabled(grad):
+        analyzer = FlopAnalyzer(model, (x,))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        return analyzer.total(), analyzer.by_module()
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_flops_do_not_depend_on_the_mode(training):
+    model = small_convnext(layer_scale_init_value=1.0).train(training)
+    x = torch.randn(1, 3, 64, 64)
+    no_grad_total, no_grad_by_module = _flops(model, x, grad=False)
+    grad_total, grad_by_module = _flops(model, x, grad=True)
+    assert no_grad_by_module['stages.0.0.dwconv'] == 16 * 16 * 8 * 49 > 0
+    assert grad_total == no_grad_total
+    assert grad_by_module == no_grad_by_module
+
+
+FORMATS = (torch.contiguous_format, torch.channels_last)
+
+
+def reference_layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """The formula of the paper's channels-first LayerNorm, in float64."""
+    x, weight, bias = x.double(), weight.double(), bias.double()
+    mean = x.mean(dim=1, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+
+
+def reference_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """The official block, written out in float64 on NCHW tensors."""
+    p = {k: v.double() for k, v in block.state_dict().items()}
+    y = F.conv2d(x.double(), p['dwconv.weight'], p['dwconv.bias'], padding=3, groups=x.shape[1])
+    y = reference_layer_norm_2d(y, p['norm.weight'], p['norm.bias'], block.norm.eps)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv1.weight']) + p['pwconv1.bias'][:, None, None]
+    y = F.gelu(y)
+    y = torch.einsum('nchw,oc->nohw', y, p['pwconv2.weight']) + p['pwconv2.bias'][:, None, None]
+    return x.double() + y * p['gamma'][:, None, None]
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_matches_formula_and_timm(memory_format):
+    from timm.layers import LayerNorm2d as TimmLayerNorm2d
+
+    ours, theirs = LayerNorm2d(24), TimmLayerNorm2d(24)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+    theirs.load_state_dict(ours.state_dict())
+    x = (torch.randn(2, 24, 9, 13) * 3 + 1).contiguous(memory_format=memory_format)
+
+    out = ours(x)
+    expected = reference_layer_norm_2d(x, ours.weight, ours.bias, ours.eps)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, theirs(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_layer_norm_2d_gradients_match_formula(memory_format):
+    norm = LayerNorm2d(16)
+    x = torch.randn(2, 16, 7, 5).contiguous(memory_format=memory_format).requires_grad_()
+    grad_out = torch.randn(2, 16, 7, 5)
+    (norm(x) * grad_out).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    (reference_layer_norm_2d(x64, norm.weight, norm.bias, norm.eps) * grad_out.double()).sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('memory_format', FORMATS)
+def test_block_matches_reference_and_timm(memory_format):
+    from timm.models.convnext import ConvNeXtBlock
+
+    block = Block(16, layer_scale_init_value=0.5).eval()
+    with torch.no_grad():
+        for param in block.parameters():
+            param.normal_(std=0.2)
+    timm_block = ConvNeXtBlock(16, ls_init_value=0.5).eval()
+    timm_block.load_state_dict({k.replace('dwconv.', 'conv_dw.').replace('pwconv1.', 'mlp.fc1.')
+                               .replace('pwconv2.', 'mlp.fc2.'): v for k, v in block.state_dict().items()})
+    x = torch.randn(2, 16, 11, 10).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out.double(), reference_block(block, x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(out, timm_block(x), rtol=0, atol=1e-5)

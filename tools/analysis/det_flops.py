@@ -22,6 +22,7 @@ import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
 
+from convnext_dense import zoo
 from convnext_dense.config_utils import syncbn_to_bn
 
 #: Paper input size, (H, W): 1280x800 images (W x H).
@@ -29,16 +30,8 @@ PAPER_SHAPE = (800, 1280)
 NUM_BOX_PROPOSALS = 1000
 NUM_MASK_PROPOSALS = 100
 
-#: config file stem -> (params, FLOPs) of the paper's table (DESIGN.md §4).
-PAPER_VALUES: Dict[str, Tuple[float, float]] = {
-    'mask_rcnn_convnext_t_3x': (48e6, 262e9),
-    'cascade_convnext_t_3x': (86e6, 741e9),
-    'cascade_convnext_s_3x': (108e6, 827e9),
-    'cascade_convnext_b_3x': (146e6, 964e9),
-    'cascade_convnext_b_in22k_3x': (146e6, 964e9),
-    'cascade_convnext_l_in22k_3x': (255e6, 1354e9),
-    'cascade_convnext_xl_in22k_3x': (407e6, 1898e9),
-}
+#: config file stem -> (params, FLOPs) of the paper's table (configs/det/metafile.yml).
+PAPER_VALUES: Dict[str, Tuple[float, float]] = zoo.paper_complexity('det')
 
 
 def make_proposals(num: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

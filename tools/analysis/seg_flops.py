@@ -21,17 +21,11 @@ import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config, ConfigDict
 
+from convnext_dense import zoo
 from convnext_dense.config_utils import syncbn_to_bn
 
-# config file stem -> (params, FLOPs) of the paper's Table (ADE20K, UperNet, 160k iterations).
-PAPER_NUMBERS: Dict[str, Tuple[float, float]] = {
-    'upernet_convnext_t_512_160k': (60e6, 939e9),
-    'upernet_convnext_s_512_160k': (82e6, 1027e9),
-    'upernet_convnext_b_512_160k': (122e6, 1170e9),
-    'upernet_convnext_b_in22k_640_160k': (122e6, 1828e9),
-    'upernet_convnext_l_in22k_640_160k': (235e6, 2458e9),
-    'upernet_convnext_xl_in22k_640_160k': (391e6, 3335e9),
-}
+# config file stem -> (params, FLOPs) of the paper's table (configs/seg/metafile.yml).
+PAPER_NUMBERS: Dict[str, Tuple[float, float]] = zoo.paper_complexity('seg')
 
 # The paper's whole-image test scale (H, W) per training crop side.
 PAPER_SHAPES: Dict[int, Tuple[int, int]] = {512: (512, 2048), 640: (640, 2560)}

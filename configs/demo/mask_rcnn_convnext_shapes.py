@@ -53,7 +53,7 @@ model = dict(
             roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
             out_channels=neck_channels,
             featmap_strides=[4, 8, 16, 32]),
-        # Two shared fcs as in mmdet's Mask R-CNN (session 5, 300 iterations from the UperNet backbone: bbox mAP
+        # Two shared fcs as in mmdet's Mask R-CNN (measured, 300 iterations from the UperNet backbone: bbox mAP
         # 0.526 against 0.424 with a GN 4conv1fc head of 128, 0.381 with that head at lr 2e-3).
         bbox_head=dict(
             type='Shared2FCBBoxHead',
@@ -76,8 +76,9 @@ model = dict(
             num_convs=2,
             in_channels=neck_channels,
             # No norm, as mmdet's Mask R-CNN. A GroupNorm here once kept the ReLUs alive while the RoI heads got
-            # scrambled features (before session 5's fix, see README); re-measured in session 6, 300 iterations
-            # from one UperNet checkpoint: segm mAP 0.465 without, 0.464 with (bbox 0.546 / 0.519).
+            # scrambled features (before the backbone returned contiguous maps, see docs/design.md); measured
+            # since, 300 iterations from one UperNet checkpoint: segm mAP 0.465 without, 0.464 with (bbox 0.546 /
+            # 0.519).
             conv_out_channels=32,
             num_classes=num_classes,
             loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),

@@ -15,7 +15,7 @@ metainfo = dict(classes=classes, palette=palette)
 num_classes = len(classes)
 norm_cfg = dict(type='BN', requires_grad=True)
 
-max_iters = 1700  # session 5: 1500 gave mIoU 0.6997 once the backbone handed mmseg contiguous maps (0.728 before)
+max_iters = 1700  # 1500 gave mIoU 0.6997 once the backbone handed mmseg contiguous maps (0.728 before)
 val_interval = 425
 warmup_iters = 50
 batch_size = 8
