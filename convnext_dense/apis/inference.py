@@ -129,9 +129,11 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
     else:
         from mmseg.apis import init_model as builder
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "checkpoint is None, use COCO classes": replaced just below
+    with warnings.catch_warnings(record=True) as caught:
         model = builder(cfg, None, device='cpu')
+    for warning in caught:  # all but "checkpoint is None, use COCO classes": the classes are set below
+        if 'COCO classes' not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     model = revert_sync_batchnorm(model)  # SyncBN needs a process group; in eval mode BN is the same
     meta = {}
     if loaded is not None:
@@ -163,6 +165,18 @@ def _detect_batch(model, images: List[np.ndarray]) -> list:
                                     data_samples=[p['data_samples'] for p in packed]))
 
 
+def _same_shape_runs(images: list) -> List[list]:
+    """Consecutive images of one shape (mmseg's test mode refuses a batch of different sizes); paths alone."""
+    runs: List[list] = []
+    for image in images:
+        shape = image.shape if isinstance(image, np.ndarray) else None
+        if runs and shape is not None and getattr(runs[-1][-1], 'shape', None) == shape:
+            runs[-1].append(image)
+        else:
+            runs.append([image])
+    return runs
+
+
 def inference_model(model, images: Union[ImageInput, Sequence[ImageInput]], batch_size: int = 1):
     """Predicts on one image or a list: paths, or BGR ``uint8`` arrays as ``mmcv.imread`` returns them.
 
@@ -186,11 +200,11 @@ def inference_model(model, images: Union[ImageInput, Sequence[ImageInput]], batc
             config = model.cfg
             model.cfg = copy.deepcopy(config)  # mmseg edits the test pipeline in place for array inputs
             try:
-                with torch.no_grad():
-                    out = segment(model, chunk)
+                for run in _same_shape_runs(chunk):
+                    with torch.no_grad():
+                        results += segment(model, run)
             finally:
                 model.cfg = config
-            results += out if isinstance(out, list) else [out]
         elif len(chunk) == 1 or not arrays:
             from mmdet.apis import inference_detector
             results += inference_detector(model, chunk, test_pipeline=_det_pipeline(model, arrays))
