@@ -5,10 +5,10 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	.venv/bin/python tools/demo.py
+	.venv/bin/python -m convnext_dense demo
 
 test: setup
 	.venv/bin/python -m pytest
 
 env: setup
-	.venv/bin/python -m convnext_dense.env
+	.venv/bin/python -m convnext_dense env

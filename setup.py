@@ -1,4 +1,8 @@
-"""Install metadata for convnext_dense (layout: docs/design.md)."""
+"""Install metadata for convnext_dense: the package, the ``convnext-dense`` command and the configs.
+
+The repository's ``configs/`` folder ships inside the package as ``convnext_dense/configs/`` (package data),
+so an installed wheel resolves config names without a clone (see convnext_dense/config_paths.py).
+"""
 import re
 from pathlib import Path
 
@@ -14,7 +18,9 @@ DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 # mmseg 1.2 imports ftfy and regex at import time without declaring them.
 SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
 # timm and mmpretrain are independent references in tests only (mmpretrain breaks with transformers 5).
-TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore']
+# scikit-image: its bundled photographs are the real-world pictures of the inference tests.
+TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore', 'scikit-image']
+CONFIG_DATA = ['*.py', '**/*.py', '**/*.yml', '**/*.yaml', '**/*.json', '**/*.md']
 
 setup(
     name='convnext_dense',
@@ -23,9 +29,11 @@ setup(
     long_description=Path(__file__).with_name('README.md').read_text(),
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
-    packages=find_packages(include=['convnext_dense', 'convnext_dense.*']),
-    package_data={'convnext_dense.ops': ['csrc/*.cpp']},
+    packages=find_packages(include=['convnext_dense', 'convnext_dense.*']) + ['convnext_dense.configs'],
+    package_dir={'convnext_dense.configs': 'configs'},
+    package_data={'convnext_dense': ['ops/csrc/*.cpp', 'ops/csrc/*.h'], 'convnext_dense.configs': CONFIG_DATA},
     install_requires=CORE,
+    entry_points={'console_scripts': ['convnext-dense = convnext_dense.cli.main:main']},
     extras_require={
         'det': DET,
         'seg': SEG,

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from convnext_dense.errors import CheckpointError
+
 
 def _numpy_globals() -> List[Any]:
     """The numpy callables and types that pickled arrays, scalars and dtypes reference."""
@@ -53,7 +55,7 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        RuntimeError: The file is not a checkpoint, or it references code that is not allowed (the
+        CheckpointError: The file is not a checkpoint, or it references code that is not allowed (the
             message names the file and what was refused).
     """
     if not os.path.isfile(path):
@@ -63,7 +65,7 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
         first_line = _load_failure_cause(error)
-        raise RuntimeError(
+        raise CheckpointError(
             f'could not load checkpoint {path}: {first_line}. It is either not a PyTorch checkpoint, '
             f'truncated, or it references Python objects that are refused for safety '
             f'(weights_only=True); re-save it as a plain state dict of tensors.') from error
@@ -110,3 +112,20 @@ def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: Union[str, Path], suffix: str = '.pth') -> List[Path]:
+    """Deletes the temporary files of :func:`atomic_write` for ``*suffix`` targets left in ``folder`` by a
+    process killed during a write (``.iter_4.pth.k2j8s1.tmp``); returns them.
+
+    Call it only where one writer owns the folder (a run's checkpoint saves, its resume): another process's
+    save in progress would lose its temporary file.
+    """
+    removed = []
+    for path in Path(folder).glob(f'.*{suffix}.*.tmp'):
+        try:
+            path.unlink()
+        except FileNotFoundError:  # removed meanwhile: what we wanted
+            continue
+        removed.append(path)
+    return removed

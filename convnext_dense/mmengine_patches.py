@@ -12,7 +12,8 @@ monkey-patched in place) and can go once the upstream fix it waits for is releas
 2. The local file backend (``'local'``). mmengine writes checkpoints, ``last_checkpoint`` and dumped results
    with a plain ``open(path, 'wb')``: a kill during a save leaves a truncated file that ``--resume`` or
    ``tools/test.py`` would pick up. Replaced by :class:`AtomicLocalBackend`, which writes through
-   :func:`convnext_dense.io.atomic_write`. Waits for: atomic saves in mmengine's ``LocalBackend``.
+   :func:`convnext_dense.io.atomic_write` and, before a checkpoint save, deletes the temporary file a kill
+   during an earlier save left in the folder. Waits for: atomic saves in mmengine's ``LocalBackend``.
 """
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from convnext_dense.io import atomic_write, safe_torch_load
+from convnext_dense.io import atomic_write, remove_stale_temporaries, safe_torch_load
 
 
 def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
@@ -32,6 +33,8 @@ class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend with atomic ``put`` and ``put_text`` (temporary file + rename)."""
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        if str(filepath).endswith('.pth'):  # a checkpoint: the run owns its folder (rank 0 saves)
+            remove_stale_temporaries(Path(filepath).parent)
         atomic_write(obj, filepath)
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:

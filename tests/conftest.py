@@ -1,6 +1,5 @@
 """Shared pytest settings: deterministic, single-process torch so tests behave the same on 2 cores."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,8 +8,6 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A copy of shared/fixtures/convnext_checkpoint_layouts.json, so a clone tests on its own.
 FIXTURES = REPO_ROOT / 'tests' / 'fixtures'
-# tools/ are scripts, not a package: tests import them by path.
-sys.path.insert(0, str(REPO_ROOT / 'tools'))
 os.environ.setdefault('PYTHONHASHSEED', '0')
 
 

@@ -1,1 +1,4 @@
-"""Command-line subcommands: one module per subcommand, each with ``main(argv=None)``."""
+"""The command line: ``convnext-dense SUBCOMMAND ...`` (see :mod:`convnext_dense.cli.main`).
+
+One module per subcommand, each with ``main(argv=None) -> int``; ``tools/*.py`` are shims over them.
+"""

@@ -1,10 +1,9 @@
-"""Bad input to tools/train.py and tools/test.py ends in one ``error: ...`` line that names the problem and
+"""Bad input to ``train`` and ``test`` ends in one ``error: ...`` line that names the problem and
 the fix, with a non-zero exit status, instead of a traceback through mmengine (robustness).
 
-Most cases call the tools' ``main`` in this process (one mmdet import for all of them); two run the real CLI
+Most cases call the subcommands' ``main`` in this process (one mmdet import for all of them); two run the real CLI
 in a subprocess to check what the user sees on the console: no traceback at all, exit status 1.
 """
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,20 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from shapes_run import REPO_ROOT, TRAIN, logged_losses, make_data, run_tool, write_config
+from shapes_run import TRAIN, logged_losses, make_data, run_tool, write_config
 
 import mmdet  # noqa: F401  (a missing mmdet must fail the suite, not skip it)
 
-
-def _load_tool(name: str):
-    # By path: a plain ``import test`` could pick Python's own ``test`` package.
-    spec = importlib.util.spec_from_file_location(f'convnext_dense_tools_{name}', REPO_ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool, test_tool = _load_tool('train'), _load_tool('test')
+from convnext_dense.cli import run_checks
+from convnext_dense.cli import test as test_tool
+from convnext_dense.cli import train as train_tool
 
 # Every case runs on CPU without deterministic algorithms (they would stay switched on in this process).
 NON_DETERMINISTIC = 'randomness.deterministic=False'
@@ -83,8 +75,8 @@ def test_config_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / 'nope.py'
     code, line, _ = run_main(train_tool, [missing], capsys)
     assert code == 2
-    assert line == f'error: config file {missing} not found; pass the path of a config, e.g. ' \
-                   f'configs/det/mask_rcnn_convnext_t_3x.py'
+    assert line == f'error: config {missing} not found: no such file and no such config name; list them with: ' \
+                   f'convnext-dense config-path --list'
 
 
 def test_unknown_backbone_arch(config, capsys):
@@ -182,8 +174,7 @@ def test_annotation_json_with_missing_fields(field, edit, expected, config, data
 
 def test_large_annotation_file_is_named_after_the_parser_fails(config, data_root, tmp_path, capsys, monkeypatch):
     """Files above the up-front size limit are only checked once mmdet's parser has failed on them."""
-    import _run_checks
-    monkeypatch.setattr(_run_checks, 'UPFRONT_MAX_BYTES', 0)
+    monkeypatch.setattr(run_checks, 'UPFRONT_MAX_BYTES', 0)
     broken = broken_copy(data_root, tmp_path, lambda coco: coco['annotations'][0].pop('bbox'))
     code, line, _ = run_main(train_tool, [config, '--work-dir', tmp_path / 'work', '--cfg-options',
                                           NON_DETERMINISTIC, f'train_dataloader.dataset.ann_file={broken}'], capsys)

@@ -7,6 +7,7 @@ RoI sampling takes every candidate), which is what makes the losses after a resu
 mmengine restores weights, optimizer, schedulers and the data position, but not the RNG state.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,8 +89,7 @@ def test_completed_run_leaves_no_temporary_files(uninterrupted):
 # A toy mmengine run whose process SIGKILLs itself inside the save of iter_4.pth: after the bytes were
 # written to the temporary file, just before the rename that publishes them.
 KILL_DURING_SAVE = textwrap.dedent('''
-    import os, signal, sys
-    sys.path.insert(0, {tests!r})
+    import os, signal
     import convnext_dense  # noqa: F401  (installs the atomic file backend)
     from toy_runner import toy_runner
 
@@ -107,9 +107,9 @@ KILL_DURING_SAVE = textwrap.dedent('''
 
 def test_kill_during_a_save_leaves_the_previous_checkpoint_in_charge(tmp_path):
     work_dir = tmp_path / 'toy'
-    script = KILL_DURING_SAVE.format(tests=str(Path(__file__).parents[1]), work_dir=str(work_dir))
-    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=tool_env(), capture_output=True,
-                            text=True, timeout=300)
+    script = KILL_DURING_SAVE.format(work_dir=str(work_dir))
+    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, env=tool_env(Path(__file__).parents[1]),
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
 
     assert not (work_dir / 'iter_4.pth').exists()  # never a truncated file under the real name
@@ -122,3 +122,16 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint_in_charge(tmp_path):
     resumed = toy_runner(work_dir, max_iters=6, resume=True)
     resumed.train()
     assert resumed.iter == 6 and (work_dir / 'iter_4.pth').is_file()
+    assert not [p.name for p in work_dir.iterdir() if p.name.endswith('.tmp')]  # the next save removed it
+
+
+def test_resume_through_the_cli_removes_a_temporary_file_left_by_a_kill(setup, uninterrupted, tmp_path):
+    root, config = setup
+    work_dir = tmp_path / 'work'
+    shutil.copytree(uninterrupted[1], work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_6.pth'))
+    leftover = work_dir / '.iter_8.pth.k2j8s1x0.tmp'
+    leftover.write_bytes(b'half a checkpoint')
+    check_ok(run_tool([TRAIN, str(config), '--work-dir', str(work_dir), '--resume']))  # already at max_iters
+    assert not leftover.exists()
+    assert (work_dir / 'iter_6.pth').is_file()

@@ -1,4 +1,4 @@
-"""The demo configs build, train 2 iterations, validate and test through tools/train.py and tools/test.py on a
+"""The demo configs build, train 2 iterations, validate and test through ``train`` and ``test`` on a
 tiny shapes set; and the demo driver's readers, table and figures work on what those runs write."""
 import json
 import math
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from convnext_dense.cli import demo
+from convnext_dense.config_paths import config_path
 from convnext_dense.datasets.shapes import make_shapes
-
-import demo  # tools/ is on sys.path (conftest)
 
 ITERS = 2
 
@@ -32,12 +32,12 @@ def _small_run_options(task: 'demo.Task', data_root: Path) -> list:
 
 @pytest.mark.parametrize('task', demo.TASKS, ids=lambda t: t.key)
 def test_demo_config_trains_validates_and_tests(task, tiny_shapes, tmp_path, repo_root, capsys):
-    import train
-    import test as test_tool
-    from _cli_checks import resolve_scope
+    from convnext_dense.cli import test as test_tool
+    from convnext_dense.cli import train
+    from convnext_dense.cli.checks import resolve_scope
 
     work_dir = tmp_path / task.key
-    config = str(repo_root / task.config)
+    config = config_path(task.config)
     options = _small_run_options(task, tiny_shapes)
     args = train.parse_args([config, '--work-dir', str(work_dir), '--cfg-options', *options])
     cfg = train.load_config(args)

@@ -148,8 +148,8 @@ def test_resume_continues_and_test_reports_map(tiny_run):
 def test_missing_config_is_one_line(tmp_path):
     result = run_tool(TRAIN, str(tmp_path / 'nope.py'))
     assert result.returncode == 2
-    assert result.stderr.strip() == f'error: config file {tmp_path / "nope.py"} not found; pass the path of a ' \
-                                    f'config, e.g. configs/det/mask_rcnn_convnext_t_3x.py'
+    assert result.stderr.strip() == f'error: config {tmp_path / "nope.py"} not found: no such file and no such ' \
+                                    f'config name; list them with: convnext-dense config-path --list'
 
 
 def test_missing_data_root_names_path_and_layout(tmp_path):

@@ -139,7 +139,7 @@ def test_only_rank0_writes_logs_and_checkpoints(runs):
                             f'{ts}/vis_data/scalars.json', 'ddp.py', f'iter_{MAX_ITERS}.pth', 'last_checkpoint'])
     log = (timestamps[0] / f'{ts}.log').read_text()
     assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log
-    assert "'backend': 'gloo'" in log  # the CPU path of tools/_cpu_dist.py
+    assert "'backend': 'gloo'" in log  # the CPU path of convnext_dense/cli/cpu_dist.py
 
 
 def test_checkpoint_loads_into_a_one_process_test(runs):
@@ -151,3 +151,30 @@ def test_checkpoint_loads_into_a_one_process_test(runs):
     output = check_ok(run_tool([TEST, str(single_config), str(checkpoint), '--work-dir', str(root / 'test_work')],
                                env=tool_env(extra_path=root)))
     assert 'coco/bbox_mAP:' in output and 'coco/segm_mAP:' in output
+
+
+def logged_metrics(work_dir: Path) -> dict:
+    """The metrics a test run logged to ``work_dir/<timestamp>/<timestamp>.json``."""
+    runs = sorted(work_dir.glob('*/[0-9]*.json'))
+    assert runs, f'no metrics under {work_dir}'
+    return json.loads(runs[-1].read_text())
+
+
+def test_two_process_test_gives_the_metrics_of_one(runs):
+    """``tools/dist_test.sh`` with 2 CPU processes: each rank evaluates its half, the results are gathered,
+    and COCO mAP is that of a 1-process test of the same checkpoint."""
+    root, _ = runs
+    checkpoint = root / 'ddp_work' / f'iter_{MAX_ITERS}.pth'
+    config = root / 'single.py'
+    env = tool_env(extra_path=root)
+    env.update(PORT=str(free_port()), PATH=os.pathsep.join([os.path.dirname(sys.executable), env['PATH']]))
+    ddp = subprocess.run(['bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), str(config), str(checkpoint), '2',
+                          '--work-dir', str(root / 'ddp_test')], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    output = check_ok(ddp)
+    assert 'Distributed launcher: pytorch' in output or "'backend': 'gloo'" in output
+    check_ok(run_tool([TEST, str(config), str(checkpoint), '--work-dir', str(root / 'single_test')], env=env))
+    two, one = logged_metrics(root / 'ddp_test'), logged_metrics(root / 'single_test')
+    keys = [key for key in one if key.startswith('coco/')]
+    assert 'coco/bbox_mAP' in keys and 'coco/segm_mAP' in keys
+    assert {key: two[key] for key in keys} == pytest.approx({key: one[key] for key in keys}, abs=1e-6)

@@ -1,7 +1,7 @@
 """Detection params and FLOPs in the paper's convention (the seg cases live in the seg helper's tests).
 
 Only the ConvNeXt-T detectors are counted here (a CPU forward at 1280x800 each); the larger ones are
-checked with the CLI, see tools/analysis/det_flops.py.
+checked with the CLI, see convnext_dense/analysis/det_flops.py.
 """
 import json
 from pathlib import Path
@@ -18,7 +18,7 @@ DET = REPO_ROOT / 'configs' / 'det'
     ('cascade_convnext_t_3x', 86e6, 741e9),
 ])
 def test_tiny_detectors_match_paper(stem, params, flops):
-    from analysis.det_flops import detector_complexity
+    from convnext_dense.analysis.det_flops import detector_complexity
     result = detector_complexity(Config.fromfile(str(DET / f'{stem}.py')))
     assert (result['paper_params'], result['paper_flops']) == (params, flops)
     assert result['params'] == pytest.approx(params, rel=0.01)
@@ -30,7 +30,7 @@ def test_tiny_detectors_match_paper(stem, params, flops):
 
 
 def test_cli_json_prints_plain_numbers(capsys):
-    from analysis import get_flops
+    from convnext_dense.cli import flops as get_flops
     assert get_flops.main([str(DET / 'mask_rcnn_convnext_t_3x.py'), '--shape', '320', '512', '--json']) == 0
     result = json.loads(capsys.readouterr().out)
     assert result['shape'] == [320, 512]

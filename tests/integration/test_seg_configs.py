@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 import mmseg  # noqa: F401  (a missing mmseg must fail the suite, not skip it)
 
-from analysis.seg_flops import PAPER_NUMBERS, build_segmentor  # noqa: E402  (tools/ is on sys.path)
+from convnext_dense.analysis.seg_flops import PAPER_NUMBERS, build_segmentor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEG_CONFIGS = sorted((REPO_ROOT / 'configs' / 'seg').glob('*.py'))

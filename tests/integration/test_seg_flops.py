@@ -7,8 +7,8 @@ from mmengine.config import Config
 
 import mmseg  # noqa: F401  (a missing mmseg must fail the suite, not skip it)
 
-from analysis import get_flops  # noqa: E402  (tools/ is on sys.path)
-from analysis.seg_flops import default_shape, segmentor_complexity  # noqa: E402
+from convnext_dense.analysis.seg_flops import default_shape, segmentor_complexity
+from convnext_dense.cli import flops as get_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEG = REPO_ROOT / 'configs' / 'seg'

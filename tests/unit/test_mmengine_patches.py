@@ -88,3 +88,14 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         backend.put(b'partial', target)
     assert target.read_bytes() == b'complete'
     assert sorted(p.name for p in target.parent.iterdir()) == ['iter_2.pth']  # no temporary left
+
+
+def test_checkpoint_save_removes_temporaries_a_killed_save_left(tmp_path):
+    from mmengine.fileio import put
+    stale = tmp_path / '.iter_4.pth.k2j8s1x0.tmp'  # what atomic_write leaves when killed before its rename
+    stale.write_bytes(b'half a checkpoint')
+    other = tmp_path / '.scalars.json.a1b2c3d4.tmp'  # not a checkpoint's: another writer may own it
+    other.write_bytes(b'{}')
+    put(b'weights', tmp_path / 'iter_6.pth')
+    assert not stale.exists() and other.exists()
+    assert (tmp_path / 'iter_6.pth').read_bytes() == b'weights'

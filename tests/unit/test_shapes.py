@@ -114,7 +114,7 @@ def test_bad_sizes_name_the_option(tmp_path):
 
 
 def test_cli_writes_the_dataset(tmp_path):
-    import make_shapes as cli  # tools/ is on sys.path (conftest)
+    from convnext_dense.cli import make_shapes as cli
 
     cli.main(['--out', str(tmp_path / 'cli'), '--seed', '3', '--num-train', '6', '--num-val', '4',
               '--image-size', '64'])

@@ -1,62 +1,7 @@
-"""Params and FLOPs of a detector or segmentor config, in the paper's convention, next to the paper's value.
-
-FLOPs are multiply-adds (fvcore / mmengine convention). Detectors are counted at 1280x800 with 1000
-proposals through every box head and the first 100 through every mask head (mmdet 2.x's dummy forward);
-segmentors with a whole-image forward at 2048x512 (2560x640 for the 640 crops).
-
-    python tools/analysis/get_flops.py configs/det/cascade_convnext_t_3x.py
-    python tools/analysis/get_flops.py configs/seg/upernet_convnext_t_512_160k.py --shape 512 2048 --json
-"""
-import argparse
-import json
+"""``convnext-dense flops`` as a script (run from a clone): ``python tools/analysis/get_flops.py --help``."""
 import sys
-from pathlib import Path
 
-from mmengine.config import Config, DictAction
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (default: the paper\'s size for this config)')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='key=value overrides of the config')
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if not Path(args.config).is_file():
-        print(f'error: config file not found: {args.config}', file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
-    shape = tuple(args.shape) if args.shape else None
-    if scope == 'mmseg':
-        from seg_flops import segmentor_complexity as complexity
-    else:
-        from det_flops import detector_complexity as complexity
-    result = complexity(cfg, shape)  # params, flops, backbone_params, backbone_flops, shape, paper_* or None
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    height, width = result['shape']
-    print(f'config        {args.config}')
-    print(f'input shape   {height}x{width} (HxW)')
-    rows = [('model', result['params'], result['flops'], result.get('paper_params'), result.get('paper_flops')),
-            ('backbone', result['backbone_params'], result['backbone_flops'], None, None)]
-    print(f'{"part":<10}{"params":>12}{"FLOPs":>12}{"paper params":>15}{"paper FLOPs":>14}')
-    for name, params, flops, paper_params, paper_flops in rows:
-        paper_p = f'{paper_params / 1e6:.0f}M' if paper_params else '-'
-        paper_f = f'{paper_flops / 1e9:.0f}G' if paper_flops else '-'
-        print(f'{name:<10}{params / 1e6:>11.1f}M{flops / 1e9:>11.1f}G{paper_p:>15}{paper_f:>14}')
-    return 0
-
+from convnext_dense.cli.flops import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Up-front checks of ``tools/train.py`` and ``tools/test.py``: one-line errors instead of tracebacks.
+"""Up-front checks of ``train`` and ``test``: one-line errors instead of tracebacks.
 
 A missing config, checkpoint or dataset otherwise surfaces deep inside mmengine's Runner, minutes later on
 a cluster and as a long traceback. These checks run on the config alone (mmdet or mmseg datasets alike)
@@ -12,6 +12,9 @@ from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from convnext_dense.config_paths import load_config
+from convnext_dense.errors import ConvNeXtDenseError
+
 #: Exit status of a usage error, as argparse uses.
 USAGE_ERROR = 2
 
@@ -20,7 +23,7 @@ REMOTE_PREFIXES = ('http://', 'https://', 's3://', 'petrel://', 'oss://', 'ftp:/
 PREFIX_KEYS = ('img', 'img_path', 'seg', 'seg_map_path')
 
 
-class CliError(Exception):
+class CliError(ConvNeXtDenseError):
     """A problem the user fixes from the command line; the message is printed as one line."""
 
 
@@ -59,9 +62,9 @@ def read_config(args) -> Config:
     """Reads ``args.config`` and applies ``--launcher``, ``--cfg-options`` and ``--work-dir`` as mmdet's tools do.
 
     Args:
-        args: Parsed arguments of ``tools/train.py`` or ``tools/test.py``.
+        args: Parsed arguments of ``train`` or ``test``; ``args.config`` is a path or a config name.
     """
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -69,21 +72,20 @@ def read_config(args) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename or args.config))[0])
     return cfg
 
 
-def check_config_file(path: str) -> None:
-    """Raises :class:`CliError` unless ``path`` is an existing config file."""
-    if not osp.isfile(path):
-        raise CliError(f'config file {path} not found; pass the path of a config, e.g. '
-                       f'configs/det/mask_rcnn_convnext_t_3x.py')
-
-
 def check_checkpoint(path: str, option: str) -> None:
-    """Raises :class:`CliError` if a local checkpoint ``path`` given with ``option`` does not exist."""
-    if not is_remote(path) and not osp.isfile(path):
-        raise CliError(f'checkpoint {path} ({option}) not found; pass an existing .pth file or URL')
+    """Raises :class:`CliError` if a local checkpoint ``path`` given with ``option`` is not a file."""
+    if is_remote(path) or osp.isfile(path):
+        return
+    if osp.isdir(path):
+        pointer = osp.join(path, 'last_checkpoint')
+        latest = open(pointer).read().strip() if osp.isfile(pointer) else None
+        example = latest or osp.join(path, 'epoch_36.pth')
+        raise CliError(f'checkpoint {path} ({option}) is a folder; pass a .pth file in it, e.g. {example}')
+    raise CliError(f'checkpoint {path} ({option}) not found; pass an existing .pth file or URL')
 
 
 def _datasets(dataset_cfg: dict, key: str) -> Iterator[Tuple[dict, str]]:

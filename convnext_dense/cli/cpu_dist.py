@@ -11,7 +11,7 @@ import datetime
 import torch
 import torch.distributed as torch_dist
 
-from _cli_checks import CliError
+from convnext_dense.cli.checks import CliError
 
 
 def setup_cpu_distributed(cfg, launcher: str) -> bool:

@@ -1,4 +1,4 @@
-"""Checks of ``tools/train.py`` and ``tools/test.py`` that read more than the config: the contents of COCO
+"""Checks of ``train`` and ``test`` that read more than the config: the contents of COCO
 annotation files, and a checkpoint against the model it is loaded into.
 
 Both turn failures that mmengine reports late, deep or not at all into one :class:`CliError` naming the file
@@ -10,7 +10,7 @@ import json
 import os
 from typing import Iterable, Optional, Tuple
 
-from _cli_checks import CliError, _datasets, _join, is_remote
+from convnext_dense.cli.checks import CliError, _datasets, _join, is_remote
 
 #: Annotation files above this size are checked only after the run failed (a json.load of COCO train2017,
 #: 450 MB, takes seconds and GBs on every rank); smaller ones are checked before the run starts.
@@ -86,7 +86,7 @@ def check_annotations(cfg, splits: Iterable[str], upfront: bool = True) -> None:
     checked = set()
     for path, _ in coco_annotation_files(cfg, splits):
         if path in checked or is_remote(path) or not os.path.isfile(path):
-            continue  # missing files are _cli_checks' business
+            continue  # missing files are convnext_dense.cli.checks' business
         checked.add(path)
         if not upfront or os.path.getsize(path) <= UPFRONT_MAX_BYTES:
             check_coco_json(path)
@@ -105,38 +105,12 @@ def check_checkpoint_fits(model, checkpoint: str, purpose: str) -> None:
     """
     if not checkpoint or is_remote(checkpoint) or not os.path.isfile(checkpoint):
         return
-    from convnext_dense.io import safe_torch_load
-    from convnext_dense.models.checkpoint import strip_wrapper_prefixes, unwrap_checkpoint
-    from convnext_dense.models.whole_model import (backbone_prefixes, compare_whole_model, explain_misfit,
-                                                   rename_whole_model)
+    from convnext_dense.apis.inference import check_fits, read_checkpoint, state_dict_of
+    from convnext_dense.errors import ConvNeXtDenseError
     try:
-        loaded = safe_torch_load(checkpoint)
-    except RuntimeError as error:
+        check_fits(model, state_dict_of(read_checkpoint(checkpoint)), checkpoint, purpose)
+    except ConvNeXtDenseError as error:
         raise CliError(str(error)) from error
-    try:
-        state_dict, _ = unwrap_checkpoint(loaded)
-    except ValueError:
-        raise CliError(f'checkpoint {checkpoint} ({purpose}) holds no state dict; pass a checkpoint written by '
-                       f'tools/train.py')
-    while hasattr(model, 'module'):
-        model = model.module
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    # mmengine strips DDP's "module." prefix when saving; accept files saved from a wrapped model as well.
-    # Backbones of another known layout are renamed first, as the backbone does when the file loads.
-    state_dict = strip_wrapper_prefixes(state_dict)
-    prefixes = backbone_prefixes(model)
-    renamed, renames = rename_whole_model(state_dict, prefixes)
-    report = compare_whole_model(renamed, renames, expected, checkpoint)
-    if report.fits:
-        return
-    first = ([f'{k} {list(s)} vs {list(m)}' for k, s, m in report.mismatched] + report.missing)[:2]
-    problem = (f'checkpoint {checkpoint} ({purpose}) does not fit the model of this config: '
-               f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing of {len(expected)} '
-               f'tensors (first: {", ".join(first)})')
-    explanation = explain_misfit(state_dict, report, prefixes)
-    raise CliError(f'{problem}; {explanation}' if explanation else
-                   f'{problem}; it was trained with another arch or config: pass the matching config or '
-                   f'checkpoint')
 
 
 def resume_checkpoint(cfg) -> Optional[str]:

@@ -1,11 +1,12 @@
-"""One-line errors for ``tools/train.py`` and ``tools/test.py``: a known user mistake that only shows up
-while the run is built or running becomes ``error: <what is wrong and what fixes it>`` on stderr.
+"""One-line errors for the command line: a known user mistake that only shows up while the run is built or
+running becomes ``error: <what is wrong and what fixes it>`` on stderr.
 
 Without this, an unknown arch, a corrupt image or a NaN loss surfaces as a 60-line traceback through
 mmengine's Runner. The traceback is not lost: it is written to the run's log file
 (``work_dir/<timestamp>/<timestamp>.log``) when one exists, and ``CONVNEXT_DENSE_DEBUG=1`` re-raises the
-exception so that it is printed as usual. Exceptions that are not recognised as user errors (bugs) are
-always re-raised with their traceback.
+exception so that it is printed as usual. User errors are the package's
+:class:`~convnext_dense.errors.ConvNeXtDenseError` (anywhere in the exception's chain), a corrupt image and a
+malformed COCO annotation file; anything else is a bug and is re-raised with its traceback.
 
 Exit status: 2 for usage errors found by the up-front checks (:class:`CliError`), 1 for errors found while
 the run is built or running.
@@ -15,10 +16,10 @@ import logging
 import os
 import re
 import sys
-import traceback
 from typing import Iterator, Optional
 
-from _cli_checks import CliError, USAGE_ERROR
+from convnext_dense.cli.checks import USAGE_ERROR, CliError
+from convnext_dense.errors import ConvNeXtDenseError
 
 #: Set to 1 to get the full traceback on the console instead of the one-line message.
 DEBUG_ENV = 'CONVNEXT_DENSE_DEBUG'
@@ -30,8 +31,6 @@ RUN_ERROR = 1
 _IMAGE_FAILURE = re.compile(r'failed to load image: (\S+)')
 # mmcv 1.x-style registry wrapping ("class `ConvNeXt` in convnext_dense/models/convnext.py: ValueError: ...").
 _REGISTRY_WRAP = re.compile(r'^class `\w+` in \S+?: (?:\w+: )?')
-# Exception types our package raises on purpose, with messages written for users (docs/design.md).
-_PACKAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, FloatingPointError)
 
 
 def _text(error: BaseException) -> str:
@@ -42,14 +41,6 @@ def _text(error: BaseException) -> str:
     for line in lines[1:]:  # a sentence ends with its dot; other lines are joined like clauses
         folded += (' ' if folded.endswith('.') else '; ') + line
     return folded
-
-
-def _raised_in_package(error: BaseException) -> bool:
-    """Whether the innermost frame of ``error``'s traceback is a file of the ``convnext_dense`` package."""
-    import convnext_dense
-    package_dir = os.path.dirname(os.path.abspath(convnext_dense.__file__)) + os.sep
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(package_dir)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -69,17 +60,15 @@ def describe(error: BaseException, cfg=None) -> Optional[str]:
         cfg: The run's config, used to find which annotation file is malformed.
     """
     for cause in _chain(error):
-        if isinstance(cause, CliError):
-            return str(cause)
+        if isinstance(cause, ConvNeXtDenseError):
+            return _text(cause)
         image = _IMAGE_FAILURE.search(str(cause))
         if image:
             return (f'corrupt or unreadable image {image.group(1)}: it could not be decoded. Replace the file '
                     f'or remove its entry from the annotation file (training stops instead of skipping it).')
-        if isinstance(cause, _PACKAGE_ERRORS) and _raised_in_package(cause):
-            return _text(cause)
     if cfg is not None and isinstance(error, (KeyError, AssertionError, TypeError, IndexError, ValueError)):
         # Malformed annotations fail deep inside pycocotools or the dataset's parser: name file and field.
-        from _run_checks import check_annotations
+        from convnext_dense.cli.run_checks import check_annotations
         try:
             check_annotations(cfg, ('train', 'val', 'test'), upfront=False)
         except CliError as problem:

@@ -1,0 +1,6 @@
+"""Python API: build a detector or segmentor from a config and predict on images (mmdet's
+``init_detector`` / ``inference_detector`` style), and write predictions as the ``infer`` command does."""
+from convnext_dense.apis.inference import inference_model, init_model
+from convnext_dense.apis.predictions import PredictionWriter
+
+__all__ = ['init_model', 'inference_model', 'PredictionWriter']

@@ -1,0 +1,242 @@
+"""Predict on your own images and videos with a detector or a segmentor.
+
+    convnext-dense infer CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--device cpu] [--score-thr 0.3]
+    convnext-dense infer MODEL.onnx INPUT...                   # through ONNX Runtime (convnext-dense export)
+
+CONFIG is a path or a shipped config's name (``det/mask_rcnn_convnext_t_3x``). INPUT is image files, folders
+(their images), quoted globs (``'photos/*.jpg'``) or video files. Under ``--out-dir`` (default
+``infer_output``), per image NAME: ``vis/NAME.png`` painted, and ``preds/NAME.json`` (detection: boxes,
+scores, labels, class names, COCO RLE masks) or ``preds/NAME.png`` (segmentation label map); per video
+``vis/NAME.mp4`` painted and, for detection, ``preds/NAME.jsonl`` (one record per frame).
+
+Inputs that cannot be read are skipped and listed at the end; the exit status is then 1 (2 for a usage
+error, 0 when every input was written).
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from convnext_dense.cli.checks import USAGE_ERROR, fail
+from convnext_dense.errors import ConfigError, ConvNeXtDenseError
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
+#: Exit status when some inputs were skipped.
+SKIPPED_STATUS = 1
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('model', help='config path or name (then CHECKPOINT follows), or an exported .onnx file')
+    parser.add_argument('inputs', nargs='+', metavar='[CHECKPOINT] INPUT',
+                        help='checkpoint (not with .onnx), then image files, folders, globs or videos')
+    parser.add_argument('--out-dir', default='infer_output', help='output folder (default infer_output)')
+    parser.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda', 'cuda:1', ...")
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='detection: lowest score painted and written (default 0.3)')
+    parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass (default 1)')
+    args = parser.parse_args(argv)
+    if args.model.endswith('.onnx'):
+        args.checkpoint = None
+    else:
+        if len(args.inputs) < 2:
+            parser.error('give CONFIG CHECKPOINT INPUT... (or MODEL.onnx INPUT...)')
+        args.checkpoint, args.inputs = args.inputs[0], args.inputs[1:]
+    if args.batch_size < 1:
+        parser.error(f'--batch-size must be at least 1, got {args.batch_size}')
+    return args
+
+
+def expand_inputs(inputs: Sequence[str]) -> List[str]:
+    """Files named by ``inputs`` (files, folders' images and videos, globs), in order, without repeats.
+
+    Raises:
+        ConfigError: An input that is missing, an empty folder or a glob that matches nothing.
+    """
+    files: List[str] = []
+    for item in inputs:
+        if osp.isdir(item):
+            found = sorted(osp.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES))
+            if not found:
+                raise ConfigError(f'input folder {item} holds no image or video file '
+                                  f'({", ".join(IMAGE_SUFFIXES)}, ...); pass a folder with images')
+        elif osp.isfile(item):
+            found = [item]
+        elif glob.has_magic(item):
+            found = sorted(path for path in glob.glob(item, recursive=True) if osp.isfile(path))
+            if not found:
+                raise ConfigError(f'input pattern {item} matches no file; check the pattern (quote it so the '
+                                  f'shell does not expand it)')
+        else:
+            raise ConfigError(f'input {item} not found; pass image files, folders, globs or videos')
+        files += [path for path in found if path not in files]
+    return files
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Raises :class:`ConfigError` if ``--out-dir`` is a file or cannot be created."""
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise ConfigError(f'--out-dir {out_dir} is a file; pass a folder (it is created if missing)')
+
+
+class TorchPredictor:
+    """A config + checkpoint as a predictor: ``task``, ``dataset_meta`` and batches of BGR images in,
+    data samples out (see :mod:`convnext_dense.apis.inference`)."""
+
+    def __init__(self, config: str, checkpoint: str, device: str, batch_size: int) -> None:
+        from convnext_dense.apis.inference import init_model, task_of
+        self.model = init_model(config, checkpoint, device=device)
+        self.task = task_of(self.model.cfg)
+        self.dataset_meta = self.model.dataset_meta
+        self.batch_size = batch_size
+
+    def predict(self, bgr_images: List[np.ndarray]) -> list:
+        from convnext_dense.apis.inference import inference_model
+        return inference_model(self.model, bgr_images, batch_size=self.batch_size)
+
+
+class OnnxBatchPredictor:
+    """An exported ONNX model through ``convnext_dense.deploy.predictor.OnnxPredictor`` (RGB, one image a call)."""
+
+    def __init__(self, path: str) -> None:
+        from convnext_dense.deploy.predictor import OnnxPredictor
+        self.predictor = OnnxPredictor(path)
+        self.task = self.predictor.task
+        self.dataset_meta = self.predictor.dataset_meta
+        self.batch_size = 1
+
+    def predict(self, bgr_images: List[np.ndarray]) -> list:
+        return [self.predictor(np.ascontiguousarray(image[..., ::-1])) for image in bgr_images]
+
+
+def read_image(path: str) -> Optional[np.ndarray]:
+    """The image at ``path`` as BGR uint8 (grey and alpha converted), or None when it cannot be decoded."""
+    import mmcv
+    try:
+        image = mmcv.imread(path, flag='color')
+    except Exception:  # noqa: BLE001 - any decoder failure means "not an image we can read"
+        return None
+    return image
+
+
+def infer_video(path: str, predictor, writer) -> int:
+    """Paints every frame of the video at ``path`` into ``vis/NAME.mp4`` (and ``preds/NAME.jsonl`` for
+    detection), each written to a temporary file and renamed when complete; returns the number of frames.
+
+    Raises:
+        ConfigError: The video cannot be opened or holds no frame.
+    """
+    import cv2
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ConfigError(f'video {path} cannot be opened (unknown codec or not a video)')
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    name = writer.unique_name(osp.splitext(osp.basename(path))[0])
+    video_out = writer.out_dir / 'vis' / f'{name}.mp4'
+    jsonl_out = writer.out_dir / 'preds' / f'{name}.jsonl'
+    video_out.parent.mkdir(parents=True, exist_ok=True)
+    jsonl_out.parent.mkdir(parents=True, exist_ok=True)
+    video_tmp = tempfile.mkstemp(prefix=f'.{video_out.name}.', suffix='.tmp.mp4', dir=video_out.parent)
+    jsonl_tmp = tempfile.mkstemp(prefix=f'.{jsonl_out.name}.', suffix='.tmp', dir=jsonl_out.parent)
+    os.close(video_tmp[0])
+    video_writer, frames = None, 0
+    try:
+        with os.fdopen(jsonl_tmp[0], 'w') as records:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                sample = predictor.predict([frame])[0]
+                rgb = np.ascontiguousarray(frame[..., ::-1])
+                painted = writer.paint(rgb, sample)
+                if video_writer is None:
+                    height, width = painted.shape[:2]
+                    video_writer = cv2.VideoWriter(video_tmp[1], cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                                   (width, height))
+                video_writer.write(np.ascontiguousarray(painted[..., ::-1]))
+                if writer.task == 'det':
+                    records.write(json.dumps(dict(writer.record(sample, path, *rgb.shape[:2]), frame=frames)) + '\n')
+                frames += 1
+        if video_writer is not None:
+            video_writer.release()
+            video_writer = None
+        if frames == 0:
+            raise ConfigError(f'video {path} holds no frame that could be decoded')
+        os.replace(video_tmp[1], video_out)
+        if writer.task == 'det':
+            os.replace(jsonl_tmp[1], jsonl_out)
+    finally:
+        capture.release()
+        if video_writer is not None:
+            video_writer.release()
+        for leftover in (video_tmp[1], jsonl_tmp[1]):
+            if osp.exists(leftover):
+                os.unlink(leftover)
+    return frames
+
+
+def run(args: argparse.Namespace) -> Tuple[int, List[str], float]:
+    """Predicts on every input; returns (images and frames written, skipped inputs with reasons, seconds)."""
+    from mmengine.utils import ProgressBar
+
+    from convnext_dense.apis.predictions import PredictionWriter
+    files = expand_inputs(args.inputs)
+    check_out_dir(args.out_dir)
+    if args.checkpoint is None:
+        predictor = OnnxBatchPredictor(args.model)
+    else:
+        predictor = TorchPredictor(args.model, args.checkpoint, args.device, args.batch_size)
+    writer = PredictionWriter(predictor.task, predictor.dataset_meta, args.out_dir, score_thr=args.score_thr)
+    videos = [path for path in files if path.lower().endswith(VIDEO_SUFFIXES)]
+    images = [path for path in files if path not in videos]
+    progress = ProgressBar(len(images) + len(videos), file=sys.stderr)
+    skipped: List[str] = []
+    done = 0
+    start = time.perf_counter()
+    for first in range(0, len(images), predictor.batch_size):
+        paths, arrays = [], []
+        for path in images[first:first + predictor.batch_size]:
+            image = read_image(path)
+            if image is None:
+                skipped.append(f'{path} is not a readable image')
+                progress.update()
+            else:
+                paths.append(path)
+                arrays.append(image)
+        if arrays:
+            for path, image, sample in zip(paths, arrays, predictor.predict(arrays)):
+                writer.write(path, np.ascontiguousarray(image[..., ::-1]), sample)
+                done += 1
+                progress.update()
+    for path in videos:
+        try:
+            done += infer_video(path, predictor, writer)
+        except ConfigError as error:
+            skipped.append(str(error))
+        progress.update()
+    return done, skipped, time.perf_counter() - start
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        done, skipped, seconds = run(args)
+    except ConvNeXtDenseError as error:
+        fail(error)
+    print(file=sys.stderr)
+    print(f'infer: {done} images in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} images/s); '
+          f'outputs in {args.out_dir}')
+    if skipped:
+        print(f'error: skipped {len(skipped)} input(s) that could not be read: {"; ".join(skipped)}; fix or '
+              f'remove them', file=sys.stderr)
+        return SKIPPED_STATUS if done else USAGE_ERROR
+    return 0

@@ -1,0 +1,155 @@
+"""Test (and evaluate) a detector or a segmentor checkpoint; the config's default_scope decides.
+
+Same flags as mmdet 3.3's / mmseg 1.2's ``tools/test.py`` (``python tools/test.py`` runs the same). Detection prints COCO bbox and segm mAP
+(pycocotools through mmdet's CocoMetric), segmentation mIoU:
+
+    convnext-dense test configs/det/mask_rcnn_convnext_t_3x.py work_dirs/x/epoch_36.pth
+    convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
+    convnext-dense test CONFIG CKPT --tta
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import tempfile
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.logging import print_log
+
+from convnext_dense.cli.checks import (CliError, add_launcher_arguments, check_checkpoint, check_data, fail,
+                                       parse_launcher_args, read_config, resolve_scope)
+from convnext_dense.cli.cpu_dist import setup_cpu_distributed
+from convnext_dense.cli.errors import one_line_errors
+from convnext_dense.cli.run_checks import check_annotations, check_checkpoint_fits
+from convnext_dense.cli.train import build_runner
+from convnext_dense.errors import ConvNeXtDenseError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or a segmentor')
+    parser.add_argument('config', help='config file path or name (e.g. det/mask_rcnn_convnext_t_3x)')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
+    parser.add_argument('--out', type=str,
+                        help='detection: dump predictions to this .pkl file for offline evaluation; '
+                             'segmentation: save prediction maps to this directory')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save painted predictions under work_dir/<timestamp>/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value (e.g. '
+                             'test_dataloader.dataset.data_root=/data/coco/)')
+    add_launcher_arguments(parser)
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (cfg.tta_model, tta_pipeline)')
+    return parse_launcher_args(parser, argv)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Reads the config and applies the command-line settings shared by both scopes."""
+    cfg = read_config(args)
+    cfg.load_from = args.checkpoint
+    if args.out is not None and cfg.get('default_scope') == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
+        raise CliError(f'--out {args.out}: detection results are dumped to a pickle; name a .pkl file')
+    return cfg
+
+
+def enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> None:
+    """Turns the visualization hook on as mmdet's / mmseg's ``trigger_visualization_hook`` do."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise CliError(f'--show/--show-dir: {args.config} has no default_hooks.visualization; add '
+                       f"visualization=dict(type='{'Det' if scope == 'mmdet' else 'Seg'}VisualizationHook')")
+    hook['draw'] = True
+    if scope == 'mmseg':
+        hook['interval'] = 1  # SegVisualizationHook draws every 50th image by default; paint them all
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def _strip_masks(model_cfg: ConfigDict) -> bool:
+    roi_head = model_cfg.get('roi_head') or {}
+    if roi_head.get('mask_head') is None:
+        return False
+    roi_head['mask_head'] = None
+    roi_head['mask_roi_extractor'] = None
+    return True
+
+
+def enable_tta(cfg: Config, scope: str) -> None:
+    """Wraps the model in ``cfg.tta_model`` and feeds it ``cfg.tta_pipeline``.
+
+    mmdet 3.3's DetTTAModel merges boxes only and refuses masks, so for an instance-segmentation detector
+    the mask branch is left out and only bbox mAP is evaluated (with a warning).
+    """
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        raise CliError('--tta: the config defines no tta_model / tta_pipeline; add them (see '
+                       'configs/_base_/datasets/coco_instance.py)')
+    if scope == 'mmdet' and _strip_masks(cfg.model):
+        print_log('--tta: DetTTAModel merges boxes only; masks are not predicted and only bbox mAP is '
+                  'evaluated.', logger='current', level=logging.WARNING)
+        for evaluator in (cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]):
+            if evaluator.get('type') == 'CocoMetric':
+                evaluator['metric'] = ['bbox']
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def add_result_dump(runner, cfg: Config, out: str, scope: str) -> None:
+    """Saves predictions: a .pkl for detection (written to a temp file, then renamed), maps for mmseg."""
+    if scope == 'mmseg':
+        return  # handled through the evaluator's output_dir in main()
+    from mmdet.evaluation import DumpDetResults
+
+    class AtomicDumpDetResults(DumpDetResults):
+        """Dumps to a sibling temporary file and renames it, so ``--out`` is never half written."""
+
+        def compute_metrics(self, results: list) -> dict:
+            final_path = self.out_file_path
+            directory = osp.dirname(osp.abspath(final_path))
+            os.makedirs(directory, exist_ok=True)
+            handle, self.out_file_path = tempfile.mkstemp(suffix='.pkl', dir=directory)
+            os.close(handle)
+            try:
+                metrics = super().compute_metrics(results)
+                os.replace(self.out_file_path, final_path)
+            finally:
+                if osp.exists(self.out_file_path):
+                    os.remove(self.out_file_path)
+                self.out_file_path = final_path
+            return metrics
+
+    runner.test_evaluator.metrics.append(AtomicDumpDetResults(out_file_path=out))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        check_checkpoint(args.checkpoint, 'CHECKPOINT')
+        cfg = load_config(args)
+        scope = resolve_scope(cfg, args.config)
+        if args.show or args.show_dir:
+            enable_visualization(cfg, args, scope)
+        if args.tta:
+            enable_tta(cfg, scope)
+        if args.out is not None and scope == 'mmseg':
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+        check_data(cfg, ('test',))
+    except ConvNeXtDenseError as error:
+        fail(error)
+
+    with one_line_errors(cfg):
+        setup_cpu_distributed(cfg, args.launcher)
+        check_annotations(cfg, ('test',))
+        runner = build_runner(cfg, scope)
+        check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
+        if args.out is not None:
+            add_result_dump(runner, cfg, args.out, scope)
+        runner.test()
+    return 0
