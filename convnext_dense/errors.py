@@ -21,3 +21,7 @@ class CheckpointError(ConvNeXtDenseError, RuntimeError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the model (shape mismatch, missing or foreign backbone keys)."""
+
+
+class UnknownCheckpointLayoutError(CheckpointError, ValueError):
+    """A checkpoint whose keys match no known ConvNeXt layout (the message shows its first keys)."""
