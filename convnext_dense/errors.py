@@ -45,3 +45,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class MissingDependencyError(ConvNeXtDenseError, ImportError):
     """An optional package that a feature needs is not installed; the message names the pip command."""
+
+
+class UnknownCheckpointLayoutError(CheckpointFormatError):
+    """A checkpoint whose keys match no known ConvNeXt layout (the message shows its first keys)."""

@@ -3,11 +3,15 @@
 - :func:`atomic_write` writes a temporary file beside the target and renames it into place, so a reader (or
   a resumed run) sees either the old file or the complete new one, never a half-written one.
 - :func:`safe_torch_load` reads with ``torch.load(weights_only=True)`` and allows exactly the extra types
-  that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars): a
-  crafted pickle that would run code is refused, for training checkpoints and pretrained weights alike.
+  that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars) and the
+  ``argparse.Namespace`` of plain values that the official ConvNeXt (V1, V2) training scripts save beside the
+  weights: a crafted pickle that would run code is refused, for training checkpoints and pretrained weights
+  alike.
 """
+import argparse
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Union
@@ -43,7 +47,8 @@ def _history_buffer_getattr(owner: Any, name: str) -> Any:
 
 #: Globals an mmengine training checkpoint may hold beyond tensors and plain containers.
 TRAINING_CHECKPOINT_GLOBALS: List[Any] = [
-    HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), *_numpy_globals()]
+    HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), *_numpy_globals(),
+    argparse.Namespace]  # a plain attribute bag: the official training scripts save their args in it
 
 
 def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
@@ -56,7 +61,7 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         CheckpointError: The file is not a checkpoint, or it references code that is not allowed (the
-            message names the file and what was refused).
+            message names the file, the refused type and how to proceed); a ``RuntimeError``.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
@@ -64,6 +69,13 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
         with torch.serialization.safe_globals(TRAINING_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
+        refused = _REFUSED_GLOBAL.search(str(error))
+        if refused:
+            raise CheckpointError(
+                f'refused to load checkpoint {path}: it holds a {refused.group(1)} object, which weights_only '
+                f'loading does not allow because unpickling it could run code. If you trust the file, extract '
+                f"its tensors once: torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth') "
+                f'(use the key holding the state dict) and load weights.pth.') from error
         first_line = _load_failure_cause(error)
         raise CheckpointError(
             f'could not load checkpoint {path}: {first_line}. It is either not a PyTorch checkpoint, '
@@ -74,6 +86,8 @@ def safe_torch_load(path: str, map_location: Optional[Any] = 'cpu') -> Any:
 # Boilerplate lines of torch's weights_only errors; the cause is the line between them. The first one even
 # suggests weights_only=False, which is the wrong advice for a file from outside.
 _TORCH_BOILERPLATE = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+# torch's refusal of a type outside the allowlist; the message then names that type instead.
+_REFUSED_GLOBAL = re.compile(r'GLOBAL ([\w.]+) was not an allowed global')
 
 
 def _load_failure_cause(error: Exception) -> str:

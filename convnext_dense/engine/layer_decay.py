@@ -9,7 +9,8 @@ that decays from the head down to the stem. Every parameter gets a layer id and 
 - ``stage_wise``: every downsample layer ``0``; stage ``s`` ``s + 1``.
 - Everything else (output norms, neck, heads) ``num_layers + 1``, i.e. scale 1.
 
-1-D parameters and biases get no weight decay; frozen parameters are left out. The param groups (names,
+1-D parameters, biases and ConvNeXt V2's GRN ``gamma`` / ``beta`` (4-D, 1x1x1xC) get no weight decay, as in
+the V2 authors' optimizer factory; frozen parameters are left out. The param groups (names,
 order, ``lr``, ``weight_decay``, ``lr_scale``, ``group_name``, ``param_names``) are the ones mmdet 3.x's and
 mmseg 1.x's ``LearningRateDecayOptimizerConstructor`` build, so configs switch over unchanged::
 
@@ -44,6 +45,8 @@ HONOURED_KEYS: Tuple[str, ...] = ('decay_rate', 'decay_type', 'num_layers')
 STEM_TOKEN_NAMES: Tuple[str, ...] = ('backbone.cls_token', 'backbone.mask_token', 'backbone.pos_embed')
 # The official no-decay test compares bare names; kept verbatim for identical results.
 NO_DECAY_NAMES: Tuple[str, ...] = ('pos_embed', 'cls_token')
+# GRN's affine parameters are 1x1x1xC, so the "1-D or bias" rule misses them; the V2 authors exclude them.
+NO_DECAY_SUFFIXES: Tuple[str, ...] = ('.grn.gamma', '.grn.beta')
 NAME = 'LearningRateDecayOptimizerConstructor'
 
 
@@ -249,7 +252,8 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            decay = not (param.ndim == 1 or name.endswith('.bias') or name in NO_DECAY_NAMES)
+            decay = not (param.ndim == 1 or name.endswith(('.bias',) + NO_DECAY_SUFFIXES)
+                         or name in NO_DECAY_NAMES)
             layer_id = get_layer_id(name, self.decay_type, num_layers)
             key = (layer_id, decay)
             if key not in groups:

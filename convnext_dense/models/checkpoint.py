@@ -12,6 +12,9 @@ Four layouts load without a manual conversion step (docs/design.md, "Checkpoints
   post-pooling final norm: that one is ignored, like facebook's ``norm``, whether the file is loaded with
   an init_cfg ``prefix`` or not (the head is looked up beside the backbone), and the report says so.
 - ``convnext_dense``: our own names, bare or inside an mmdet / mmseg model (``backbone.`` prefix).
+- ``fcmae``: ConvNeXt V2 masked-autoencoder pre-training (:func:`convert_fcmae`): the sparse encoder under
+  ``encoder.`` as the official ``fcmae.py`` saves it, or the released ``*_fcmae.pt`` files with dense names
+  and GRN of shape (1, C) or (C,); the decoder, ``proj``, ``pred`` and ``mask_token`` are ignored.
 
 Wrappers (``state_dict``, ``model``, ``module``, ``state_dict_ema``, ``model_ema``) and the ``module.``
 (DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed first. :func:`convert_state_dict` is a
@@ -19,6 +22,7 @@ pure function from a checkpoint to our names, and :func:`to_timm`, :func:`to_mmp
 :func:`to_facebook` convert back; :func:`load_pretrained` compares the result with a model, refuses a
 partial or mis-shaped load, loads, and logs one report.
 """
+import math
 import os
 import re
 from collections import defaultdict
@@ -30,11 +34,11 @@ import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
 from convnext_dense.errors import (CheckpointFormatError, CheckpointKeyError, CheckpointMismatchError,
-                                   CheckpointNotFoundError)
+                                   CheckpointNotFoundError, UnknownCheckpointLayoutError)
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models.arch import ARCH_SETTINGS
 
-LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense')
+LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense', 'fcmae')
 
 #: Top-level wrappers of a state dict, main weights first (the official weights are the non-EMA ones).
 STATE_DICT_KEYS = ('state_dict', 'model', 'module')
@@ -47,6 +51,19 @@ _OUR_KEY = re.compile(
     r'|norm\d+\.(weight|bias))$')
 _OUTPUT_NORM = re.compile(r'^norm(\d+)\.')
 _ORIG_MOD = re.compile(r'(^|\.)_orig_mod\.')
+# Names only an FCMAE checkpoint has: the encoder/decoder split, MinkowskiEngine's ``kernel`` and the
+# ``ln`` / ``linear`` modules its sparse LayerNorm and Linear wrap.
+_FCMAE_KEY = re.compile(r'^(encoder|decoder|proj|pred)\.|^mask_token$|\.kernel$|\.(ln|linear)\.')
+#: FCMAE modules outside the encoder; the official fine-tuning drops them too.
+FCMAE_PRETRAINING_ONLY = ('decoder.', 'proj.', 'pred.', 'mask_token')
+#: One example key per layout, for messages about a file of no known layout.
+LAYOUT_EXAMPLES = {
+    'facebook': "{'model': {'downsample_layers.0.0.weight', ..., 'head.weight'}}",
+    'timm': "'stem.0.weight', 'stages.0.blocks.0.conv_dw.weight'",
+    'mmpretrain': "{'state_dict': {'backbone.stages.0.0.depthwise_conv.weight', ...}}",
+    'convnext_dense': "'downsample_layers.0.0.weight', 'stages.0.0.dwconv.weight' (bare or under backbone.)",
+    'fcmae': "'encoder.stages.0.0.dwconv.kernel', 'decoder.0.dwconv.weight', 'mask_token'",
+}
 
 CLASSIFIER_FINAL_NORM_NOTE = (
     "norm3 of an mmpretrain classifier (a file with head.* beside the backbone) is its post-pooling final "
@@ -198,9 +215,15 @@ def select_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
 def detect_layout(keys: Sequence[str]) -> str:
     """Names the layout of backbone-level keys (any ``backbone.`` prefix already removed).
 
+    A released FCMAE file with dense names is told from ``convnext_dense`` by its GRN shapes, which keys
+    alone do not show: :func:`is_fcmae` looks at both.
+
     Raises:
-        ValueError: The keys match none of :data:`LAYOUTS`; the message shows a few of them.
+        UnknownCheckpointLayoutError: The keys match none of :data:`LAYOUTS`; the message shows the first
+            of them and an example of every known layout.
     """
+    if any(_FCMAE_KEY.search(k) for k in keys):
+        return 'fcmae'
     if any(k.startswith('stem.') or '.blocks.' in k or '.downsample.' in k for k in keys):
         return 'timm'
     if any('.depthwise_conv.' in k or '.pointwise_conv' in k for k in keys):
@@ -209,8 +232,10 @@ def detect_layout(keys: Sequence[str]) -> str:
         if any(k.startswith('head.') or k.startswith('norm.') for k in keys):
             return 'facebook'
         return 'convnext_dense'
-    raise CheckpointFormatError(f'unrecognised ConvNeXt checkpoint layout; first keys: {list(keys)[:5]}. Supported: '
-                     f'{LAYOUTS} (downsample_layers.*, stem.*/stages.i.blocks.*, or backbone.* prefixed).')
+    raise UnknownCheckpointLayoutError(
+        f'not a ConvNeXt checkpoint of any known layout; its first keys are {list(keys)[:6]}. Known layouts: '
+        + '; '.join(f'{name} ({example})' for name, example in LAYOUT_EXAMPLES.items())
+        + '. Pass init_cfg prefix=... if the backbone sits under another prefix.')
 
 
 def _rename_timm(key: str) -> Optional[str]:
@@ -248,6 +273,8 @@ def _sibling(prefix: str, name: str) -> str:
     ``('model.backbone.', 'head.')`` -> ``'model.head.'``, ``('', 'head.')`` -> ``'head.'``."""
     parent = prefix.rstrip('.').rpartition('.')[0]
     return f'{parent}.{name}' if parent else name
+
+
 def _from_our_shape(key: str, value: torch.Tensor) -> torch.Tensor:
     return value.reshape(-1) if '.grn.' in key else value  # timm and mmpretrain store GRN as (C,)
 
@@ -290,6 +317,96 @@ def to_facebook(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return {key: value for key, value in state_dict.items() if not _OUTPUT_NORM.match(key)}
 
 
+def minkowski_kernel_to_conv_weight(kernel: torch.Tensor) -> torch.Tensor:
+    """A MinkowskiEngine 2-D convolution kernel as the ``nn.Conv2d`` weight the official fine-tuning makes of it.
+
+    Args:
+        kernel: ``(k*k, C_in, C_out)`` for a convolution or ``(k*k, C)`` for a depthwise one.
+
+    Returns:
+        ``(C_out, C_in, k, k)``, or ``(C, 1, k, k)`` for a depthwise kernel; the same values, reordered.
+
+    Raises:
+        UnknownCheckpointLayoutError: The first axis is not a square number of kernel offsets.
+    """
+    size = math.isqrt(kernel.shape[0])
+    if kernel.dim() not in (2, 3) or size * size != kernel.shape[0]:
+        raise UnknownCheckpointLayoutError(
+            f'FCMAE kernel of shape {list(kernel.shape)} is not (k*k, C) or (k*k, C_in, C_out).')
+    if kernel.dim() == 2:
+        kernel = kernel.unsqueeze(1)  # depthwise: one input channel per group
+    # The first axis enumerates kernel offsets with the width offset outermost (as the official
+    # remap_checkpoint_keys reads it), hence (kw, kh, C_in, C_out) -> (C_out, C_in, kh, kw).
+    return kernel.reshape(size, size, *kernel.shape[1:]).permute(3, 2, 1, 0).contiguous()
+
+
+def _remap_fcmae_tensor(name: str, value: torch.Tensor) -> Tuple[str, torch.Tensor]:
+    """One encoder tensor of an FCMAE checkpoint under our name and shape (``encoder.`` already removed)."""
+    parts = name.split('.')
+    if parts[-1] == 'kernel':
+        return '.'.join(parts[:-1] + ['weight']), minkowski_kernel_to_conv_weight(value)
+    if len(parts) > 1 and parts[-2] in ('ln', 'linear'):  # MinkowskiLayerNorm / MinkowskiLinear wrappers
+        del parts[-2]
+    key = '.'.join(parts)
+    if key.endswith('.bias') and value.dim() != 1:  # sparse conv biases are (1, C)
+        return key, value.reshape(-1)
+    if '.grn.' in key:  # sparse GRN is (1, C), some released files (C,); dense GRN is (1, 1, 1, C)
+        return key, value.reshape(1, 1, 1, -1)
+    return key, value
+
+
+def is_fcmae(state_dict: Mapping[str, Any]) -> bool:
+    """Whether backbone-level keys are an FCMAE pre-training checkpoint, sparse or with dense names.
+
+    Args:
+        state_dict: Unwrapped tensors, any ``backbone.`` prefix removed.
+    """
+    if any(_FCMAE_KEY.search(k) for k in state_dict):
+        return True
+    # The released pre-trained-only files use the dense names but keep GRN as (1, C) or (C,); the
+    # fine-tuned files (and ours) store (1, 1, 1, C), and mmpretrain's vectors sit beside depthwise_conv.
+    dense_names = any(k.startswith('downsample_layers.') for k in state_dict) and not any(
+        '.depthwise_conv.' in k for k in state_dict)
+    return dense_names and any('.grn.' in k and isinstance(v, torch.Tensor) and v.dim() < 4
+                               for k, v in state_dict.items())
+
+
+def convert_fcmae(state_dict: Mapping[str, Any], source_prefix: str = '') -> Conversion:
+    """Converts a ConvNeXt V2 FCMAE pre-training checkpoint to our names, as the official fine-tuning does.
+
+    The encoder (under ``encoder.`` when saved by ``fcmae.py``) is a MinkowskiEngine network: depthwise
+    kernels ``(49, C)``, downsample kernels ``(4, C_in, C_out)``, biases ``(1, C)``, LayerNorms under
+    ``.ln.``, linears under ``.linear.``, GRN ``(1, C)``. Kernels become conv weights
+    (:func:`minkowski_kernel_to_conv_weight`), the wrapper names are dropped, biases flattened and GRN made
+    ``(1, 1, 1, C)``; values are unchanged. The decoder, ``proj``, ``pred`` and ``mask_token`` (and any
+    classifier ``head`` / ``norm``) are ignored.
+
+    Args:
+        state_dict: Unwrapped tensors (a pure function: not modified).
+        source_prefix: Put back on reported source keys so they read as in the file.
+    """
+    converted: Dict[str, torch.Tensor] = {}
+    renamed: List[Tuple[str, str]] = []
+    ignored: List[str] = []
+    leftover: List[str] = []
+    for key, value in state_dict.items():
+        name = key[len('encoder.'):] if key.startswith('encoder.') else key
+        if name.startswith(FCMAE_PRETRAINING_ONLY + ('head.', 'norm.')):
+            ignored.append(source_prefix + key)
+            continue
+        if not isinstance(value, torch.Tensor):
+            leftover.append(source_prefix + key)
+            continue
+        new_key, new_value = _remap_fcmae_tensor(name, value)
+        if not _OUR_KEY.match(new_key):
+            leftover.append(source_prefix + key)
+            continue
+        converted[new_key] = new_value
+        if source_prefix + key != new_key:
+            renamed.append((source_prefix + key, new_key))
+    return Conversion('fcmae', converted, renamed, ignored, leftover)
+
+
 def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = None,
                        ema: bool = False) -> Conversion:
     """Converts a checkpoint of any supported layout to our parameter names (pure: inputs unchanged).
@@ -317,7 +434,11 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
     has_classifier_head = any(k.startswith(_sibling(source_prefix, 'head.')) for k in state_dict)
     if source_prefix:
         state_dict = select_prefix(state_dict, source_prefix)
-    layout = detect_layout(list(state_dict))
+    layout = 'fcmae' if is_fcmae(state_dict) else detect_layout(list(state_dict))
+    if layout == 'fcmae':
+        conversion = convert_fcmae(state_dict, source_prefix)
+        conversion.ignored[:0] = ignored
+        return conversion
     rename = {'timm': _rename_timm, 'mmpretrain': _rename_mmpretrain}.get(layout, _rename_official)
     output_norms = {k for k in state_dict if _OUTPUT_NORM.match(k)}
     classifier_final_norm = (layout == 'mmpretrain' and has_classifier_head
@@ -352,6 +473,8 @@ def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
             channels[stage] = value.shape[0]
     shape = (tuple(depths[s] for s in sorted(depths)), tuple(channels[s] for s in sorted(channels)))
     version = ' (V2, GRN)' if any('.grn.' in k for k in state_dict) else ''
+    if not depths:
+        return 'unknown: it holds no ConvNeXt block (stages.<i>.<j>.dwconv.weight)'
     for name, setting in ARCH_SETTINGS.items():
         if tuple(map(tuple, setting)) == shape:
             return f'{name!r}{version}'

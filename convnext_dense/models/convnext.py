@@ -62,8 +62,11 @@ class GlobalResponseNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        response = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
-        normalized = response / (response.mean(dim=-1, keepdim=True) + self.eps)
+        # The L2 norm over H x W in at least fp32: in fp16 it overflows (inf, then inf / inf = NaN) once a
+        # channel's norm passes 65504, e.g. activations of 256 on a 256x256 map; the ratio is O(1) again.
+        response = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True,
+                                            dtype=torch.promote_types(x.dtype, torch.float32))
+        normalized = (response / (response.mean(dim=-1, keepdim=True) + self.eps)).to(x.dtype)
         return self.gamma * (x * normalized) + self.beta + x
 
 

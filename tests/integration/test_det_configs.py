@@ -1,5 +1,6 @@
 """The detection configs load, build their models and optimizers, and follow the paper's recipes."""
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,87 @@ def test_optimizer_has_paper_lr_scales(stem):
         assert group['weight_decay'] == (0.0 if no_decay else 0.05), name
         checked += 1
     assert checked == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+# ConvNeXt V2: Mask R-CNN with FCMAE weights and large-scale jitter, as mmdet's projects/ConvNeXt-V2.
+V2_WEIGHTS = 'https://dl.fbaipublicfiles.com/convnext/convnextv2/pt_only/'
+V2_DETECTORS = {  # stem -> (arch, FPN in_channels, official FCMAE file)
+    'mask_rcnn_convnextv2_b_fcmae_lsj_3x': ('base', [128, 256, 512, 1024], 'convnextv2_base_1k_224_fcmae.pt'),
+    'mask_rcnn_convnextv2_l_fcmae_lsj_3x': ('large', [192, 384, 768, 1536], 'convnextv2_large_1k_224_fcmae.pt'),
+    'mask_rcnn_convnextv2_h_fcmae_lsj_3x': ('huge', [352, 704, 1408, 2816], 'convnextv2_huge_1k_224_fcmae.pt'),
+}
+# mmdet 3.3's projects/ConvNeXt-V2/configs/mask-rcnn_convnext-v2-b_fpn_lsj-3x-fcmae_coco.py merged (mmdet's
+# wheel does not ship projects/): written by tests/fixtures/make_mmdet_convnextv2_config.py.
+MMDET_V2_B = json.loads((REPO_ROOT / 'tests' / 'fixtures' / 'mmdet_mask_rcnn_convnextv2_b_lsj_3x.json').read_text())
+
+
+def plain(value):
+    """A config value as JSON would hold it: dicts, lists (for tuples too) and scalars."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def test_v2_b_reproduces_mmdets_published_config_key_by_key():
+    """Every key of mmdet's merged config, with the same value, except what names our package: the backbone
+    type and checkpoint (the official FCMAE file, loaded without mmpretrain's conversion), the import of our
+    package, our optimizer constructor (the same rule, plus GRN out of weight decay), and what our runtime
+    adds without changing the recipe (a non-finite-loss stop, the --tta pipeline, a base variable)."""
+    ours = plain(Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnextv2_b_fcmae_lsj_3x.py'))
+                 .to_dict())
+    theirs = plain(MMDET_V2_B['config'])
+
+    our_backbone, their_backbone = ours['model'].pop('backbone'), theirs['model'].pop('backbone')
+    assert (our_backbone.pop('type'), their_backbone.pop('type')) == ('convnext_dense.ConvNeXt', 'mmcls.ConvNeXt')
+    assert our_backbone.pop('init_cfg') == dict(type='Pretrained',
+                                                checkpoint=V2_WEIGHTS + 'convnextv2_base_1k_224_fcmae.pt')
+    assert their_backbone.pop('init_cfg')['prefix'] == 'backbone.'
+    assert their_backbone.pop('gap_before_final_norm') is False  # per-stage output norms: what ours computes
+    assert our_backbone == their_backbone
+    assert ours.pop('checkpoint_file') == V2_WEIGHTS + 'convnextv2_base_1k_224_fcmae.pt'
+    theirs.pop('checkpoint_file')
+    assert ours.pop('custom_imports') == dict(imports=['convnext_dense'], allow_failed_imports=False)
+    assert theirs.pop('custom_imports') == dict(imports=['mmcls.models'], allow_failed_imports=False)
+    assert ours['optim_wrapper'].pop('constructor') == 'convnext_dense.LearningRateDecayOptimizerConstructor'
+    assert theirs['optim_wrapper'].pop('constructor') == 'LearningRateDecayOptimizerConstructor'
+    assert ours.pop('custom_hooks') == [dict(type='convnext_dense.FiniteLossHook')]
+    assert {ours.pop('tta_model')['type'], ours.pop('tta_pipeline')[1]['type']} == {'DetTTAModel', 'TestTimeAug'}
+    ours.pop('multi_scales')  # our base's multi-scale list, used by no pipeline of this config
+
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        assert ours[key] == theirs[key], key
+    assert theirs['model']['test_cfg']['rcnn']['nms'] == dict(type='soft_nms', iou_threshold=0.5)
+
+
+@pytest.mark.parametrize('stem', sorted(V2_DETECTORS))
+def test_v2_detectors_are_the_b_recipe_with_their_backbone(stem):
+    arch, fpn_in, weights = V2_DETECTORS[stem]
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / f'{stem}.py'))
+    reference = Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnextv2_b_fcmae_lsj_3x.py'))
+    backbone = cfg.model.backbone
+    assert (backbone.arch, backbone.use_grn, backbone.layer_scale_init_value) == (arch, True, 0.0)
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=V2_WEIGHTS + weights)
+    assert list(cfg.model.neck.in_channels) == fpn_in
+    assert cfg.optim_wrapper.paramwise_cfg == dict(decay_rate=0.95, decay_type='layer_wise', num_layers=12)
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4
+    assert cfg.model.test_cfg.rcnn.nms.type == 'soft_nms'
+    for key in ('train_pipeline', 'train_dataloader', 'param_scheduler', 'train_cfg', 'optim_wrapper'):
+        assert cfg[key] == reference[key], key
+
+
+def test_v2_detector_param_groups_keep_grn_out_of_weight_decay():
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnextv2_b_fcmae_lsj_3x.py'))
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    model = build_on_meta(cfg.model)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=cfg.optim_wrapper.constructor,
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=cfg.optim_wrapper.optimizer.to_dict()),
+        paramwise_cfg=cfg.optim_wrapper.paramwise_cfg.to_dict()))
+    groups = constructor(model).optimizer.param_groups
+    decay_of = {name: group['weight_decay'] for group in groups for name in group['param_names']}
+    grn = [name for name in decay_of if '.grn.' in name]
+    assert len(grn) == 2 * 36 and {decay_of[name] for name in grn} == {0.0}
+    assert decay_of['backbone.stages.2.20.pwconv1.weight'] == 0.05

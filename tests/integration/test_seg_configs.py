@@ -138,3 +138,31 @@ def test_other_seg_configs_load_and_build(path):
     assert cfg.default_scope == 'mmseg'
     model = build_segmentor(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+# ConvNeXt V2 UperNet: our V1 UperNet-B recipe with the V2 backbone settings (no published V2 recipe).
+V2_WEIGHTS = 'https://dl.fbaipublicfiles.com/convnext/convnextv2/im1k/'
+V2_SEGMENTORS = {  # name -> (arch, head in_channels, official ImageNet-1K fine-tuned file)
+    'upernet_convnextv2_b_512_160k': ('base', (128, 256, 512, 1024), 'convnextv2_base_1k_224_ema.pt'),
+    'upernet_convnextv2_l_512_160k': ('large', (192, 384, 768, 1536), 'convnextv2_large_1k_224_ema.pt'),
+    'upernet_convnextv2_h_512_160k': ('huge', (352, 704, 1408, 2816), 'convnextv2_huge_1k_224_ema.pt'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(V2_SEGMENTORS))
+def test_v2_upernet_is_the_v1_b_recipe_with_v2_backbone_settings(name):
+    arch, channels, weights = V2_SEGMENTORS[name]
+    ours = _load(name).to_dict()
+    v1 = _load('upernet_convnext_b_512_160k').to_dict()
+    backbone, v1_backbone = ours['model'].pop('backbone'), v1['model'].pop('backbone')
+    assert backbone == dict(v1_backbone, arch=arch, layer_scale_init_value=0.0, use_grn=True,
+                            init_cfg=dict(type='Pretrained', checkpoint=V2_WEIGHTS + weights))
+    assert tuple(ours['model']['decode_head'].pop('in_channels')) == channels
+    assert ours['model']['auxiliary_head'].pop('in_channels') == channels[2]
+    v1['model']['decode_head'].pop('in_channels')
+    v1['model']['auxiliary_head'].pop('in_channels')
+    ours.pop('checkpoint_file')
+    v1.pop('checkpoint_file')
+    assert sorted(ours) == sorted(v1)
+    for key in v1:
+        assert ours[key] == v1[key], key

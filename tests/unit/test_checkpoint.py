@@ -2,6 +2,7 @@
 and refusals."""
 import json
 import logging
+import math
 import re
 from typing import Dict, List
 
@@ -12,10 +13,12 @@ import torch.nn.functional as F
 from conftest import FIXTURES
 from mmengine.logging import MMLogger
 
+from convnext_dense.errors import CheckpointError, UnknownCheckpointLayoutError
 from convnext_dense.models import ConvNeXt
-from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_state_dict,
-                                              load_pretrained, summarize_keys, to_facebook, to_mmpretrain,
-                                              to_timm)
+from convnext_dense.models import checkpoint as checkpoint_module
+from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_fcmae,
+                                              convert_state_dict, load_pretrained, summarize_keys, to_facebook,
+                                              to_mmpretrain, to_timm)
 
 SMALL_ARCH = dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
@@ -52,7 +55,8 @@ def ours_from(path, arch, **kwargs) -> ConvNeXt:
 
 @pytest.mark.parametrize('timm_name,arch,use_grn', [('convnext_tiny', 'tiny', False),
                                                     ('convnext_small', 'small', False),
-                                                    ('convnextv2_atto', 'atto', True)])
+                                                    ('convnextv2_atto', 'atto', True),
+                                                    ('convnextv2_tiny', 'tiny', True)])
 def test_matches_timm_stage_outputs(tmp_path, timm_name, arch, use_grn):
     import timm
     reference = randomize_(timm.create_model(timm_name, pretrained=False)).eval()
@@ -369,3 +373,195 @@ def test_report_key_summary_groups_modules_and_folds_large_subtrees():
     assert summarize_keys(['head.fc.weight', 'head.fc.bias', 'pos_embed']) == 'head.fc.{weight,bias}, pos_embed'
     neck = [f'neck.lateral_convs.{i}.conv.weight' for i in range(10)]
     assert summarize_keys(neck + ['pos_embed']) == 'neck.* (10), pos_embed'
+
+
+# ConvNeXt V2: every official file, built from tests/fixtures/convnextv2_checkpoint_layouts.json (written by
+# tests/fixtures/make_convnextv2_layouts.py from the official model code).
+V2_LAYOUTS = json.loads((FIXTURES / 'convnextv2_checkpoint_layouts.json').read_text())
+FCMAE_PRETRAINING_ONLY = re.compile(r'^(decoder\.|proj\.|pred\.|mask_token$)')
+
+
+def official_remap_checkpoint_keys(checkpoint: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The reference: what the official fine-tuning does to an FCMAE checkpoint (main_finetune.py drops every
+    key containing decoder / mask_token / proj / pred, then utils.remap_checkpoint_keys renames), restated
+    operation for operation."""
+    remapped = {}
+    for key, value in checkpoint.items():
+        if any(word in key for word in ('decoder', 'mask_token', 'proj', 'pred')):
+            continue
+        if key.startswith('encoder'):
+            key = '.'.join(key.split('.')[1:])
+        if key.endswith('kernel'):
+            key = '.'.join(key.split('.')[:-1]) + '.weight'
+            if value.dim() == 3:
+                volume, c_in, c_out = value.shape
+                size = int(math.sqrt(volume))
+                value = value.permute(2, 1, 0).reshape(c_out, c_in, size, size).transpose(3, 2)
+            else:
+                volume, channels = value.shape
+                size = int(math.sqrt(volume))
+                value = value.permute(1, 0).reshape(channels, 1, size, size).transpose(3, 2)
+        elif 'ln' in key or 'linear' in key:
+            parts = key.split('.')
+            parts.pop(-2)
+            key = '.'.join(parts)
+        remapped[key] = value
+    for key, value in remapped.items():
+        if key.endswith('bias') and value.dim() != 1:
+            remapped[key] = value.reshape(-1)
+        elif 'grn' in key:
+            remapped[key] = value.unsqueeze(0).unsqueeze(1)
+    return remapped
+
+
+def v2_model(arch: str, **kwargs) -> ConvNeXt:
+    return ConvNeXt(arch, use_grn=True, layer_scale_init_value=0.0, **kwargs)
+
+
+def v2_fixture(layout_name: str) -> Dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {key: torch.randn(shape, generator=generator) for key, shape in V2_LAYOUTS[layout_name].items()}
+
+
+def test_v2_fixture_layouts_describe_the_official_models():
+    """Sanity of the fixture itself: the dense official model is ours by name and shape (bar GRN's stored
+    shapes and the classifier), and the sparse encoder has one tensor per dense one."""
+    for arch in ('atto', 'tiny'):
+        with torch.device('meta'):
+            ours = {k: list(v.shape) for k, v in v2_model(arch).state_dict().items() if not k.startswith('norm')}
+        facebook = V2_LAYOUTS[f'facebook/{arch}']
+        assert {k: v for k, v in facebook.items() if not k.startswith(('head.', 'norm.'))} == ours
+        encoder = [k for k in V2_LAYOUTS[f'fcmae/{arch}'] if k.startswith('encoder.')]
+        assert len(encoder) == len(ours)
+        assert V2_LAYOUTS[f'fcmae/{arch}']['encoder.stages.1.0.dwconv.kernel'] == [49, ours['stages.1.0.dwconv.bias'][0]]
+
+
+@pytest.mark.parametrize('arch', ['atto', 'tiny'])
+def test_fcmae_pretraining_checkpoint_is_remapped_as_the_official_fine_tuning_does(tmp_path, arch):
+    source = v2_fixture(f'fcmae/{arch}')
+    expected = official_remap_checkpoint_keys(source)
+    path = tmp_path / 'checkpoint-799.pth'
+    torch.save({'model': source, 'epoch': 799}, path)
+    model = v2_model(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    report = load_pretrained(v2_model(arch), str(path))
+    state = model.state_dict()
+    assert set(expected) == {k for k in state if not k.startswith('norm')}
+    for key, value in expected.items():
+        assert state[key].shape == value.shape, key
+        assert torch.equal(state[key], value), key
+    assert report.layout == 'fcmae'
+    assert set(report.ignored) == {k for k in source if FCMAE_PRETRAINING_ONLY.match(k)}
+    assert 'decoder.0.grn.gamma' in report.ignored and 'mask_token' in report.ignored
+    assert report.missing == [] and report.unexpected == [] and report.mismatched == []
+
+
+def test_fcmae_kernels_become_convolutions_of_the_same_values():
+    """The depthwise and downsampling kernels, checked element by element against the official formula's
+    reading: offset index = x * k + y (width outermost)."""
+    depthwise = torch.randn(49, 5)
+    strided = torch.randn(4, 3, 6)
+    converted = convert_fcmae({'stages.0.0.dwconv.kernel': depthwise,
+                               'downsample_layers.1.1.kernel': strided}).state_dict
+    dw, down = converted['stages.0.0.dwconv.weight'], converted['downsample_layers.1.1.weight']
+    assert dw.shape == (5, 1, 7, 7) and down.shape == (6, 3, 2, 2)
+    for y in range(7):
+        for x in range(7):
+            assert torch.equal(dw[:, 0, y, x], depthwise[x * 7 + y])
+    for y in range(2):
+        for x in range(2):
+            assert torch.equal(down[:, :, y, x], strided[x * 2 + y].T)
+    with pytest.raises(ValueError, match=r'\[10, 4\]'):
+        convert_fcmae({'stages.0.0.dwconv.kernel': torch.zeros(10, 4)})
+
+
+@pytest.mark.parametrize('grn_shape', ['stored', 'vector'])
+@pytest.mark.parametrize('arch', ['atto', 'tiny'])
+def test_released_fcmae_files_with_dense_names_load(tmp_path, arch, grn_shape):
+    source = v2_fixture(f'fcmae_dense/{arch}')
+    if grn_shape == 'vector':
+        source = {k: v.flatten() if '.grn.' in k else v for k, v in source.items()}
+    path = tmp_path / f'convnextv2_{arch}_1k_224_fcmae.pt'
+    torch.save({'model': source}, path)
+    report = load_pretrained(v2_model(arch), str(path))
+    assert report.layout == 'fcmae' and report.missing == [] and report.ignored == []
+    model = v2_model(arch)
+    load_pretrained(model, str(path))
+    torch.testing.assert_close(model.stages[2][1].grn.beta.flatten(), source['stages.2.1.grn.beta'].flatten(),
+                               atol=0, rtol=0)
+    torch.testing.assert_close(model.stages[0][0].dwconv.weight, source['stages.0.0.dwconv.weight'], atol=0, rtol=0)
+
+
+V2_EXTRA_KEYS = {
+    'facebook': {'norm.weight', 'norm.bias', 'head.weight', 'head.bias'},
+    'timm': {'head.norm.weight', 'head.norm.bias', 'head.fc.weight', 'head.fc.bias'},
+    'mmpretrain': {'backbone.norm3.weight', 'backbone.norm3.bias', 'head.fc.weight', 'head.fc.bias'},
+}
+V2_GRN_KEY = {'facebook': 'stages.2.3.grn.gamma', 'timm': 'stages.2.blocks.3.mlp.grn.weight',
+              'mmpretrain': 'backbone.stages.2.3.grn.gamma'}
+
+
+@pytest.mark.parametrize('layout', ['facebook', 'timm', 'mmpretrain'])
+@pytest.mark.parametrize('arch', ['atto', 'tiny'])
+def test_v2_fine_tuned_timm_and_mmpretrain_files_load_exactly(tmp_path, arch, layout):
+    source = v2_fixture(f'{layout}/{arch}')
+    path = tmp_path / f'{layout}.pth'
+    torch.save(wrap(layout, source), path)
+    model = v2_model(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    report = load_pretrained(v2_model(arch), str(path))
+    assert report.layout == layout and report.missing == [] and report.mismatched == []
+    assert set(report.ignored) == V2_EXTRA_KEYS[layout]
+    torch.testing.assert_close(model.stages[2][3].grn.gamma.flatten(), source[V2_GRN_KEY[layout]].flatten(),
+                               atol=0, rtol=0)
+
+
+def test_official_training_script_checkpoint_loads_under_weights_only(tmp_path, monkeypatch):
+    """main_finetune.py / main_pretrain.py save {'model', 'optimizer', 'epoch', 'scaler', 'args'}, args an
+    argparse.Namespace: allowed as plain data, still under weights_only=True."""
+    import argparse
+    source = v2_fixture('facebook/atto')
+    args = argparse.Namespace(model='convnextv2_atto', lr=8e-4, drop_path=0.1, input_size=224, model_ema=True,
+                              output_dir='/out', opt_betas=None, update_freq=2)
+    path = tmp_path / 'checkpoint-best.pth'
+    torch.save({'model': source, 'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': [0]}]},
+                'epoch': 99, 'scaler': {'scale': 65536.0}, 'args': args,
+                'model_ema': {k: v + 1 for k, v in source.items()}}, path)
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, 'load', lambda *a, **k: calls.append(k.get('weights_only')) or real_load(*a, **k))
+    model = v2_model('atto')
+    report = load_pretrained(model, str(path))
+    assert calls == [True] and report.missing == []
+    torch.testing.assert_close(model.stages[3][1].pwconv2.weight, source['stages.3.1.pwconv2.weight'],
+                               atol=0, rtol=0)
+    load_pretrained(model, str(path), ema=True)
+    torch.testing.assert_close(model.stages[3][1].pwconv2.weight, source['stages.3.1.pwconv2.weight'] + 1,
+                               atol=0, rtol=0)
+
+
+class _NotPlainData:
+    pass
+
+
+def test_weights_only_refusal_names_the_type_and_what_to_do(tmp_path):
+    path = tmp_path / 'with_object.pth'
+    torch.save({'model': v2_fixture('facebook/atto'), 'extra': _NotPlainData()}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_pretrained(v2_model('atto'), str(path))
+    message = str(error.value)
+    assert f'{_NotPlainData.__module__}._NotPlainData' in message and str(path) in message
+    assert "torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth')" in message
+    assert 'add_safe_globals' not in message and '\n' not in message
+
+
+def test_unrecognised_file_names_its_first_keys_and_the_known_layouts(tmp_path):
+    path = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.ones(1), 'layer1.0.conv1.weight': torch.ones(1)}}, path)
+    with pytest.raises(UnknownCheckpointLayoutError) as error:
+        load_pretrained(v2_model('atto'), str(path))
+    message = str(error.value)
+    assert "first keys are ['conv1.weight', 'layer1.0.conv1.weight']" in message
+    for layout in checkpoint_module.LAYOUTS:
+        assert f'{layout} (' in message
+    assert 'dict(depths=()' not in message

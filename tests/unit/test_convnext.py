@@ -1,6 +1,7 @@
-"""The ConvNeXt backbone: output contract, arguments, training behaviour, build through mm registries, and
-params / FLOPs against the paper."""
+"""The ConvNeXt backbone: output contract, arguments, training behaviour, build through mm registries,
+params / FLOPs against the V1 paper and the V2 table, and GRN in half precision."""
 import copy
+from typing import Tuple
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
 from convnext_dense.models import ARCH_SETTINGS, ConvNeXt
-from convnext_dense.models.convnext import Block, LayerNorm2d, is_channels_last
+from convnext_dense.models.convnext import Block, GlobalResponseNorm, LayerNorm2d, is_channels_last
 from convnext_dense.ops import set_cpu_kernels
 
 SMALL_ARCH = dict(depths=(1, 1, 3, 1), channels=(8, 16, 32, 64))
@@ -220,9 +221,9 @@ def test_build_through_mm_registries(scope):
 class ImageNetClassifier(nn.Module):
     """The paper's classifier: backbone, global average pool, LayerNorm, 1000-way linear head."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, **kwargs) -> None:
         super().__init__()
-        self.backbone = ConvNeXt(arch, out_indices=(3,))
+        self.backbone = ConvNeXt(arch, out_indices=(3,), **kwargs)
         self.backbone.norm3 = nn.Identity()  # the classifier normalizes after pooling instead
         channels = self.backbone.channels[-1]
         self.norm = nn.LayerNorm(channels, eps=1e-6)
@@ -409,3 +410,113 @@ def test_block_matches_reference_and_timm(memory_format):
         out = block(x)
         torch.testing.assert_close(out.double(), reference_block(block, x), rtol=0, atol=1e-5)
         torch.testing.assert_close(out, timm_block(x), rtol=0, atol=1e-5)
+
+
+def grn_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """GRN of the V2 paper (Algorithm 1) in float64."""
+    x, gamma, beta = x.double(), gamma.double(), beta.double()
+    response = x.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
+    return gamma * (x * (response / (response.mean(dim=-1, keepdim=True) + 1e-6))) + beta + x
+
+
+def assert_close_in(dtype: torch.dtype, out: torch.Tensor, expected: torch.Tensor) -> None:
+    """Within a few roundings of ``dtype`` at the output's scale (GRN adds terms of either sign)."""
+    tolerance = 8 * torch.finfo(dtype).eps * expected.abs().max().item()
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=tolerance)
+
+
+def random_grn(channels: int) -> GlobalResponseNorm:
+    grn = GlobalResponseNorm(channels)
+    with torch.no_grad():
+        grn.gamma.normal_(0, 1)
+        grn.beta.normal_(0, 1)
+    return grn
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_grn_stays_finite_in_half_precision_where_the_norm_overflows_fp16(dtype):
+    """Activations of ~300 over a 256x256 map: per-channel L2 norms near 77000 pass fp16's 65504."""
+    torch.manual_seed(0)
+    x = (300 + 20 * torch.randn(1, 256, 256, 16)).to(dtype)
+    grn = random_grn(16).to(dtype)
+    assert torch.isinf(torch.linalg.vector_norm(x, dim=(1, 2))).any() == (dtype == torch.float16)  # the trap
+    out = grn(x)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert_close_in(dtype, out, grn_reference(x, grn.gamma, grn.beta))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_grn_under_cpu_autocast_matches_float64(dtype):
+    torch.manual_seed(0)
+    x = 300 + 20 * torch.randn(2, 256, 256, 8)
+    grn = random_grn(8)
+    with torch.autocast('cpu', dtype=dtype):
+        out = grn(x.to(dtype))
+    assert torch.isfinite(out).all()
+    assert_close_in(dtype, out, grn_reference(x.to(dtype), grn.gamma, grn.beta))
+
+
+def test_grn_in_float32_is_unchanged_and_float64_stays_float64():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 12)
+    grn = random_grn(12)
+    torch.testing.assert_close(grn(x).double(), grn_reference(x, grn.gamma, grn.beta), rtol=1e-6, atol=1e-6)
+    grn64 = grn.double()
+    assert grn64(x.double()).dtype == torch.float64
+    torch.testing.assert_close(grn64(x.double()), grn_reference(x, grn.gamma, grn.beta), rtol=1e-12, atol=1e-12)
+
+
+# ConvNeXt V2 README (facebookresearch/ConvNeXt-V2), ImageNet-1K models at 224 with a 1000-way head.
+V2_COMPLEXITY = {'atto': (3.7e6, 0.55e9), 'femto': (5.2e6, 0.78e9), 'pico': (9.1e6, 1.37e9),
+                 'nano': (15.6e6, 2.45e9), 'tiny': (28.6e6, 4.47e9), 'base': (89e6, 15.4e9),
+                 'large': (198e6, 34.4e9), 'huge': (660e6, 115e9)}
+
+
+def v2_complexity(arch: str, size: int = 224, classes: int = 1000) -> Tuple[int, int]:
+    """Params and FLOPs (multiply-adds, fvcore convention: conv/linear MACs plus 5 per element of each affine
+    LayerNorm; GRN, GELU, adds and pooling not counted) of a V2 classifier, counted analytically."""
+    depths, channels = ARCH_SETTINGS[arch]
+    params = flops = 0
+    side = size // 4
+    for i, (depth, c) in enumerate(zip(depths, channels)):
+        if i == 0:
+            params += 3 * c * 16 + c + 2 * c
+            flops += 3 * c * 16 * side * side + 5 * c * side * side
+        else:
+            prev = channels[i - 1]
+            params += 2 * prev + prev * c * 4 + c
+            flops += 5 * prev * (2 * side) ** 2 + prev * c * 4 * side * side
+        # dwconv 7x7 + bias, LayerNorm, pwconv1, GRN gamma/beta, pwconv2
+        params += depth * (49 * c + c + 2 * c + 4 * c * c + 4 * c + 8 * c + 4 * c * c + c)
+        flops += depth * side * side * (49 * c + 5 * c + 8 * c * c)
+        side //= 2
+    params += 2 * channels[-1] + channels[-1] * classes + classes
+    flops += 5 * channels[-1] + channels[-1] * classes
+    return params, flops
+
+
+def measured_complexity(arch: str) -> Tuple[int, int]:
+    with torch.device('meta'):
+        model = ImageNetClassifier(arch, use_grn=True, layer_scale_init_value=0.0)
+    model = model.to_empty(device='cpu').eval()
+    for param in model.parameters():
+        param.data.zero_()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (torch.zeros(1, 3, 224, 224),))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        return sum(p.numel() for p in model.parameters()), analyzer.total()
+
+
+@pytest.mark.parametrize('arch', ['atto', 'tiny'])
+def test_v2_analytic_count_is_what_the_flop_counter_measures(arch):
+    assert v2_complexity(arch) == measured_complexity(arch)
+
+
+@pytest.mark.parametrize('arch', list(V2_COMPLEXITY))
+def test_v2_params_and_flops_match_the_official_table(arch):
+    """Measured for the small models, counted analytically (checked equal above) for B / L / H."""
+    params, flops = measured_complexity(arch) if arch in ('femto', 'pico', 'nano') else v2_complexity(arch)
+    official_params, official_flops = V2_COMPLEXITY[arch]
+    assert params == pytest.approx(official_params, rel=0.01)
+    assert flops == pytest.approx(official_flops, rel=0.01)

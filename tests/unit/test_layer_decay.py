@@ -295,3 +295,49 @@ def test_logs_one_line_per_group():
     assert [row.split()[0] for row in rows][:2] == ['layer_0_no_decay', 'layer_0_decay']
     counts = {row.split()[0]: int(row.split()[5]) for row in rows}
     assert counts == {g['group_name']: len(g['params']) for g in groups}
+
+
+def official_v2_group(name: str, param: nn.Parameter) -> Tuple[int, bool]:
+    """The ConvNeXt V2 authors' grouping (optim_factory.py: get_num_layer_for_convnext, 12 groups, and
+    get_parameter_groups' no-decay test), restated for a classifier's parameter names: (layer id, decay)."""
+    no_decay = param.ndim == 1 or name.endswith(('.bias', '.gamma', '.beta'))
+    parts = name.split('.')
+    if parts[0] == 'downsample_layers':
+        stage = int(parts[1])
+        return {0: 0, 1: 2, 2: 3, 3: 12}[stage], not no_decay
+    if parts[0] == 'stages':
+        stage, block = int(parts[1]), int(parts[2])
+        return {0: 1, 1: 2, 2: 3 + block // 3, 3: 12}.get(stage, 0), not no_decay
+    return 13, not no_decay
+
+
+@pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
+def test_v2_grn_affine_parameters_get_no_weight_decay(decay_type):
+    """GRN's gamma and beta are 1x1x1xC: out of decay by name in both modes, as the V2 authors do."""
+    model = Detector(narrow_convnext(SMALL_DEPTHS, use_grn=True, layer_scale_init_value=0.0))
+    groups = build_groups(constructor(decay_rate=0.95, decay_type=decay_type, num_layers=12), model)
+    wd = {name: group['weight_decay'] for group in groups for name in group['param_names']}
+    grn = [name for name in wd if '.grn.' in name]
+    assert len(grn) == 2 * sum(SMALL_DEPTHS)
+    assert all(model.get_parameter(name).ndim == 4 for name in grn)
+    assert {wd[name] for name in grn} == {0.0}
+    assert wd['backbone.stages.1.0.pwconv1.weight'] == BASE_WD
+
+
+def test_v2_grouping_matches_the_official_v2_optimizer_factory():
+    """layer_wise over 12 layers (the V2-B detection recipe) gives every backbone parameter the layer id,
+    lr scale decay_rate ** (13 - id) and decay flag of the V2 authors' fine-tuning code."""
+    backbone = narrow_convnext(SMALL_DEPTHS, use_grn=True, layer_scale_init_value=0.0)
+    groups = build_groups(constructor(decay_rate=0.95, decay_type='layer_wise', num_layers=12), Detector(backbone))
+    ours = {name: (group['lr_scale'], group['weight_decay'] > 0)
+            for group in groups for name in group['param_names'] if name.startswith('backbone.')}
+    official = {}
+    for name, param in backbone.named_parameters():
+        if name.startswith('norm'):  # our output norms: the official classifier has none
+            continue
+        layer_id, decay = official_v2_group(name, param)
+        official['backbone.' + name] = (0.95 ** (13 - layer_id), decay)
+    ours = {k: v for k, v in ours.items() if not k.startswith('backbone.norm')}
+    assert ours.keys() == official.keys()
+    for name, (scale, decay) in official.items():
+        assert ours[name] == (pytest.approx(scale, rel=1e-12), decay), name
