@@ -15,6 +15,8 @@ DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
 # timm and mmpretrain are independent references in tests only (mmpretrain breaks with transformers 5).
 TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore']
+# ONNX export (torch's TorchScript exporter writes through onnx) and the ONNX Runtime predictor.
+DEPLOY = ['onnx', 'onnxruntime']
 
 setup(
     name='convnext_dense',
@@ -28,8 +30,9 @@ setup(
     extras_require={
         'det': DET,
         'seg': SEG,
+        'deploy': DEPLOY,
         'tests': TESTS,
-        'all': DET + SEG,
+        'all': DET + SEG + DEPLOY,
     },
     license='Apache-2.0',
 )

@@ -21,3 +21,7 @@ class CheckpointError(ConvNeXtDenseError, RuntimeError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the model (shape mismatch, missing or foreign backbone keys)."""
+
+
+class DeployError(ConvNeXtDenseError, ValueError):
+    """A model, option or input that ONNX export or the ONNX Runtime predictor cannot handle."""
