@@ -85,7 +85,7 @@ def build_case(case: str):
     if kind == 'backbone':
         from convnext_dense.models import ConvNeXt
         return ConvNeXt(arch='tiny', layer_scale_init_value=1.0).eval(), torch.randn(1, 3, height, width)
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
     from mmengine.registry import MODELS, init_default_scope
 
     import convnext_dense  # noqa: F401
@@ -96,7 +96,7 @@ def build_case(case: str):
     model_cfg = syncbn_to_bn(cfg.model.to_dict())
     model_cfg['backbone']['init_cfg'] = None
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg).eval()
+    model = MODELS.build(ConfigDict(model_cfg)).eval()
     if kind == 'det':
         _peak_classifier(model)
     graph = DetectorGraph(model) if kind == 'det' else SegmentorGraph(model)

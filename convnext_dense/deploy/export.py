@@ -548,7 +548,7 @@ def load_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> Tuple[
     Returns:
         The model in eval mode, the config, and ``dataset_meta`` (the checkpoint's, else the config's).
     """
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
 
@@ -564,7 +564,8 @@ def load_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> Tuple[
         raise ConfigError(f"{config}: default_scope is {scope!r}; export reads detector (default_scope='mmdet') and "
                           f"segmentor (default_scope='mmseg') configs")
     init_default_scope(scope)
-    model = MODELS.build(syncbn_to_bn(cfg.model.to_dict()))
+    # ConfigDict: mm* models read their test_cfg by attribute
+    model = MODELS.build(ConfigDict(syncbn_to_bn(cfg.model.to_dict())))
     try:
         loaded = load_checkpoint(model, str(checkpoint), map_location='cpu', strict=True, logger='silent')
     except RuntimeError as error:

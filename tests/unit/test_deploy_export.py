@@ -40,10 +40,11 @@ SIZES = ((64, 96), (72, 100))
 
 def build_segmentor() -> nn.Module:
     """The slim UperNet with random weights and non-trivial BN statistics, in eval mode."""
+    from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
-    model = MODELS.build(SEG_MODEL)
+    model = MODELS.build(ConfigDict(SEG_MODEL))
     model.init_weights()
     generator = torch.Generator().manual_seed(1)
     for module in model.modules():
