@@ -214,7 +214,7 @@ def _nms_iou(nms_cfg: Any, where: str) -> float:
 
 def _topk_min(scores: torch.Tensor, k: int) -> Union[int, torch.Tensor]:
     """``min(k, len(scores))`` that stays a dynamic value in a traced graph."""
-    from torchvision.ops._utils import _topk_min
+    from torchvision.models.detection._utils import _topk_min
     return _topk_min(scores, k, 0)
 
 
@@ -306,8 +306,6 @@ class DetectorGraph(nn.Module):
         rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1)
         num_levels = len(extractor.featmap_strides)
         levels = extractor.map_roi_levels(rois, num_levels)
-        if extractor.roi_scale_factor is not None:
-            rois = extractor.roi_rescale(rois, extractor.roi_scale_factor)
         layer = extractor.roi_layers[0]
         out = feats[0].new_zeros((rois.shape[0], extractor.out_channels) + tuple(layer.output_size))
         for level in range(num_levels):
