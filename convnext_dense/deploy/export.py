@@ -183,8 +183,12 @@ class SegmentorGraph(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------- detector
-def _clip_boxes(boxes: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Clamps (..., 4k) xyxy boxes to [0, width] x [0, height] (mmdet clips to the unpadded image)."""
+#: An image size: an int in eager mode, a 0-d tensor while tracing (so the graph keeps it dynamic).
+Size = Union[int, torch.Tensor]
+
+
+def _clip_boxes(boxes: torch.Tensor, height: Size, width: Size) -> torch.Tensor:
+    """Clamps (N, 4k) xyxy boxes to [0, width] x [0, height] (mmdet clips to the unpadded image)."""
     limits = torch.stack([torch.as_tensor(width), torch.as_tensor(height)]).to(boxes)
     pairs = boxes.reshape(boxes.shape[0], -1, 2)
     return torch.min(pairs, limits).clamp(min=0).reshape(boxes.shape)
@@ -273,8 +277,7 @@ class DetectorGraph(nn.Module):
         shifts = torch.stack([xx, yy, xx, yy], dim=-1)
         return (base[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
 
-    def _proposals(self, feats: Tuple[torch.Tensor, ...], height: torch.Tensor,
-                   width: torch.Tensor) -> torch.Tensor:
+    def _proposals(self, feats: Tuple[torch.Tensor, ...], height: Size, width: Size) -> torch.Tensor:
         """RPN proposals (K x 4), as mmdet's ``RPNHead.predict`` (per-level top-k and NMS by level)."""
         rpn = self.detector.rpn_head
         cls_scores, bbox_preds = rpn(feats)
@@ -317,8 +320,8 @@ class DetectorGraph(nn.Module):
             out = out.index_put((index,), level_feats)
         return out
 
-    def _boxes_and_scores(self, feats: Tuple[torch.Tensor, ...], proposals: torch.Tensor, height: torch.Tensor,
-                          width: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _boxes_and_scores(self, feats: Tuple[torch.Tensor, ...], proposals: torch.Tensor, height: Size,
+                          width: Size) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-class boxes (K x C x 4) and softmax scores (K x C+1), as mmdet's ``predict_bbox``."""
         roi_head = self.detector.roi_head
         rois, stage_logits = proposals, []
@@ -366,7 +369,7 @@ class DetectorGraph(nn.Module):
         return torch.gather(probs, 1, labels[:, None, None, None].expand(-1, 1, *probs.shape[2:]))[:, 0]
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        height, width = image.shape[0], image.shape[1]  # traced as dynamic sizes
+        height, width = image.shape[0], image.shape[1]  # 0-d tensors while tracing: dynamic in the graph
         feats = self.detector.extract_feat(self.preprocess(image))
         proposals = self._proposals(feats, height, width)
         boxes, scores = self._boxes_and_scores(feats, proposals, height, width)
@@ -395,8 +398,7 @@ def check_detector(detector: nn.Module) -> None:
         if head.custom_cls_channels or type(head.bbox_coder).__name__ != 'DeltaXYWHBBoxCoder':
             raise DeployError(f'cannot export {name}: its box head {type(head).__name__} uses a custom '
                               f'classifier or box coder; the export writes softmax heads with DeltaXYWHBBoxCoder')
-    extractors = list(roi_head.modules())
-    for module in extractors:
+    for module in roi_head.modules():
         if type(module).__name__ == 'RoIAlign' and getattr(module, 'pool_mode', 'avg') != 'avg':
             raise DeployError(f"cannot export {name}: RoIAlign pool_mode={module.pool_mode!r}; ONNX RoiAlign "
                               f"is written with pool_mode='avg'")
