@@ -21,6 +21,8 @@ SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
 # scikit-image: its bundled photographs are the real-world pictures of the inference tests.
 TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore', 'scikit-image']
 CONFIG_DATA = ['*.py', '**/*.py', '**/*.yml', '**/*.yaml', '**/*.json', '**/*.md']
+# ONNX export (torch's TorchScript exporter writes through onnx) and the ONNX Runtime predictor.
+DEPLOY = ['onnx', 'onnxruntime']
 
 setup(
     name='convnext_dense',
@@ -37,8 +39,9 @@ setup(
     extras_require={
         'det': DET,
         'seg': SEG,
+        'deploy': DEPLOY,
         'tests': TESTS,
-        'all': DET + SEG,
+        'all': DET + SEG + DEPLOY,
     },
     license='Apache-2.0',
 )

@@ -49,3 +49,7 @@ class MissingDependencyError(ConvNeXtDenseError, ImportError):
 
 class UnknownCheckpointLayoutError(CheckpointFormatError):
     """A checkpoint whose keys match no known ConvNeXt layout (the message shows its first keys)."""
+
+
+class DeployError(ConvNeXtDenseError, ValueError):
+    """A model, option or input that ONNX export or the ONNX Runtime predictor cannot handle."""

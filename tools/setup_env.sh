@@ -71,7 +71,7 @@ step "4/5 convnext_dense with mmengine, mmdet, mmsegmentation, test references"
 if ! "$PY" -c "import convnext_dense, mmdet, mmseg, mmpretrain, timm, pytest, skimage" 2>/dev/null \
    || [ ! -x "$VENV/bin/convnext-dense" ] \
    || [ "$ROOT/setup.py" -nt "$VENV/.convnext_dense_installed" ]; then
-  pip_q -e "$ROOT[all,tests]"
+  pip_q -e "$ROOT[all,tests,deploy]"
   touch "$VENV/.convnext_dense_installed"
 fi
 

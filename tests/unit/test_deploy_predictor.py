@@ -1,0 +1,90 @@
+"""The ONNX Runtime predictor (convnext_dense/deploy/predictor.py): same samples as the PyTorch path."""
+import numpy as np
+import pytest
+import torch
+
+ort = pytest.importorskip('onnxruntime')
+pytest.importorskip('onnx')
+
+from convnext_dense.deploy.export import export_backbone, export_model  # noqa: E402
+from convnext_dense.deploy.predictor import OnnxPredictor, paste_masks  # noqa: E402
+from convnext_dense.errors import DeployError  # noqa: E402
+from convnext_dense.models import ConvNeXt  # noqa: E402
+from test_deploy_export import SEG_CLASSES, TINY_ARCH, build_segmentor, random_image  # noqa: E402
+
+PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
+RESIZE = dict(scale=[80, 48], keep_ratio=True)
+
+
+@pytest.fixture(scope='module')
+def segmentor():
+    return build_segmentor()
+
+
+def mmseg_sample(model, rgb: np.ndarray, resize=None):
+    """mmseg's test path on an RGB image: the pipeline's Resize (mmcv), the data preprocessor, predict."""
+    from mmcv.transforms import Resize
+    from mmseg.structures import SegDataSample
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    resized = Resize(scale=tuple(resize['scale']), keep_ratio=resize['keep_ratio'])(dict(img=bgr))['img'] \
+        if resize else bgr
+    sample = SegDataSample(metainfo=dict(ori_shape=rgb.shape[:2], img_shape=resized.shape[:2]))
+    with torch.no_grad():
+        return model.test_step(dict(inputs=[torch.from_numpy(resized).permute(2, 0, 1)], data_samples=[sample]))[0]
+
+
+def test_seg_predictor_matches_mmseg_with_the_test_resize(tmp_path, segmentor):
+    path = export_model(segmentor, tmp_path / 'seg.onnx', shape=(48, 64), dynamic=True,
+                        dataset_meta=dict(classes=SEG_CLASSES, palette=PALETTE), resize=RESIZE)
+    predictor = OnnxPredictor(path)
+    assert predictor.task == 'seg'
+    assert predictor.dataset_meta == dict(classes=SEG_CLASSES, palette=PALETTE)
+    image = random_image(90, 130, seed=3)  # resized to 48 x 69 by the stored Resize, predicted at 90 x 130
+    got, expected = predictor(image), mmseg_sample(segmentor, image, RESIZE)
+    assert got.img_shape == expected.img_shape == (48, 69)
+    assert got.pred_sem_seg.data.shape == (1, 90, 130) and got.pred_sem_seg.data.dtype == torch.int64
+    assert (got.seg_logits.data - expected.seg_logits.data).abs().max() < 1e-4
+    top2 = expected.seg_logits.data.topk(2, dim=0).values
+    decided = top2[0] - top2[1] > 1e-3
+    assert (got.pred_sem_seg.data == expected.pred_sem_seg.data)[decided[None]].all()
+
+
+def test_static_file_refuses_another_size_and_says_how_to_fix(tmp_path, segmentor):
+    path = export_model(segmentor, tmp_path / 'seg.onnx', shape=(64, 64), dataset_meta=dict(classes=SEG_CLASSES))
+    predictor = OnnxPredictor(path)
+    assert predictor(random_image(64, 64)).pred_sem_seg.data.shape == (1, 64, 64)
+    with pytest.raises(DeployError, match=r'static shape for 64x64 images, this one is 64x96; re-export with '
+                                          r'--dynamic-shape \(or --shape 64 96\)'):
+        predictor(random_image(64, 96))
+
+
+def test_bad_inputs_and_files_are_named(tmp_path, segmentor):
+    backbone = export_backbone(ConvNeXt(arch=TINY_ARCH).eval(), tmp_path / 'backbone.onnx', shape=(64, 64))
+    with pytest.raises(DeployError, match='holds a backbone.*--what model'):
+        OnnxPredictor(backbone)
+    with pytest.raises(DeployError, match='no such file'):
+        OnnxPredictor(tmp_path / 'missing.onnx')
+    predictor = OnnxPredictor(export_model(segmentor, tmp_path / 'seg.onnx', shape=(64, 64), dynamic=True))
+    with pytest.raises(DeployError, match='uint8'):
+        predictor(random_image(64, 64).astype(np.float32))
+    with pytest.raises(DeployError, match='H x W x 3'):
+        predictor(random_image(64, 64)[..., 0])
+
+
+def test_paste_masks_equals_mmdet_mask_head():
+    """The Python step equals FCNMaskHead's own pasting (rescale to the original image, threshold)."""
+    from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+    from mmengine.config import ConfigDict
+    head = FCNMaskHead(num_convs=0, in_channels=4, conv_out_channels=4, num_classes=3)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 3, 28, 28, generator=generator) * 3
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    boxes = torch.tensor([[3.5, 4.0, 40.2, 30.1], [0.0, 0.0, 63.0, 47.0], [10.0, 12.0, 12.5, 13.0],
+                          [20.0, 5.0, 58.0, 44.0], [1.0, 30.0, 30.0, 47.9]])
+    meta = dict(scale_factor=(0.8, 0.75), ori_shape=(64, 80))
+    expected = head._predict_by_feat_single(logits, boxes.clone(), labels, meta,
+                                            ConfigDict(mask_thr_binary=0.5), rescale=True)
+    probs = logits.sigmoid()[torch.arange(5), labels]
+    got = paste_masks(probs, boxes / torch.tensor([[0.8, 0.75, 0.8, 0.75]]), 64, 80, threshold=0.5)
+    assert got.dtype == torch.bool and got.shape == (5, 64, 80)
+    assert torch.equal(got, expected)
