@@ -10,11 +10,10 @@ from typing import Dict, Optional, Tuple, Union
 
 import yaml
 
+from convnext_dense.config_paths import config_root
 from convnext_dense.errors import ConfigError
 
 TASKS = ('det', 'seg')
-#: The repository's configs folder (a source checkout or an editable install).
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / 'configs'
 
 
 def metafile(task: str, configs_dir: Union[str, Path, None] = None) -> Path:
@@ -22,11 +21,11 @@ def metafile(task: str, configs_dir: Union[str, Path, None] = None) -> Path:
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to :data:`CONFIGS_DIR`.
+        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
     """
     if task not in TASKS:
         raise ConfigError(f'zoo: unknown task {task!r}; choose one of {TASKS}.')
-    return Path(configs_dir or CONFIGS_DIR) / task / 'metafile.yml'
+    return Path(configs_dir or config_root()) / task / 'metafile.yml'
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +48,7 @@ def models(task: str, configs_dir: Union[str, Path, None] = None) -> Dict[str, d
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to :data:`CONFIGS_DIR`.
+        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
 
     Returns:
         ``{stem: dict(config, params, flops, pretrained, <metric>: value, ...)}`` with metrics ``box AP`` /
@@ -67,7 +66,7 @@ def paper_complexity(task: str, configs_dir: Union[str, Path, None] = None) -> D
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to :data:`CONFIGS_DIR`.
+        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
     """
     return {stem: (r['params'], r['flops']) for stem, r in models(task, configs_dir).items()}
 
