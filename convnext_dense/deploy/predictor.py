@@ -60,7 +60,8 @@ def paste_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int, widt
     dtype = torch.bool if threshold >= 0 else torch.uint8
     masks = torch.zeros(len(mask_probs), height, width, dtype=dtype)
     # One instance at a time with skip_empty: mmdet's CPU path, which pastes into each box's extent only.
-    for index in torch.arange(len(mask_probs)).split(1):
+    for i in range(len(mask_probs)):
+        index = torch.tensor([i])
         pasted, spatial = _do_paste_mask(mask_probs[index][:, None], boxes[index], height, width, skip_empty=True)
         masks[(index,) + spatial] = (pasted >= threshold) if threshold >= 0 else (pasted * 255).to(torch.uint8)
     return masks
