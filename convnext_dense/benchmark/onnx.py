@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 CASES = ('backbone_224', 'backbone_1344x800', 'upernet_512', 'mask_rcnn_800x1333')
 # (kind, config file name, H, W); the configs are found by name under configs/.
@@ -142,9 +142,9 @@ def child(spec: Dict[str, Any]) -> Dict[str, float]:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = spec['threads']
         options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(spec['onnx'], options, providers=['CPUExecutionProvider'])
-        feed = {session.get_inputs()[0].name: np.load(spec['input'])}
-        return _time_calls(lambda: session.run(None, feed), spec['warmup'], spec['rounds'])
+        runtime = onnxruntime.InferenceSession(spec['onnx'], options, providers=['CPUExecutionProvider'])
+        feed = {runtime.get_inputs()[0].name: np.load(spec['input'])}
+        return _time_calls(lambda: runtime.run(None, feed), spec['warmup'], spec['rounds'])
     import torch
     torch.set_num_threads(spec['threads'])
     module, example = build_case(spec['case'])

@@ -60,7 +60,8 @@ def paste_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int, widt
     dtype = torch.bool if threshold >= 0 else torch.uint8
     masks = torch.zeros(len(mask_probs), height, width, dtype=dtype)
     # One instance at a time with skip_empty: mmdet's CPU path, which pastes into each box's extent only.
-    for index in torch.arange(len(mask_probs)).split(1):
+    for i in range(len(mask_probs)):
+        index = torch.tensor([i])
         pasted, spatial = _do_paste_mask(mask_probs[index][:, None], boxes[index], height, width, skip_empty=True)
         masks[(index,) + spatial] = (pasted >= threshold) if threshold >= 0 else (pasted * 255).to(torch.uint8)
     return masks
@@ -92,8 +93,8 @@ class OnnxPredictor:
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
-        self.session = onnxruntime.InferenceSession(self.path, options, providers=list(providers))
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.runtime = onnxruntime.InferenceSession(self.path, options, providers=list(providers))
+        meta = self.runtime.get_modelmeta().custom_metadata_map
         try:
             meta = {key: json.loads(value) for key, value in meta.items()}
             self.task = meta['task']
@@ -108,7 +109,7 @@ class OnnxPredictor:
         self.preprocess: Dict[str, Any] = meta.get('preprocess') or {}
         self.postprocess: Dict[str, Any] = meta.get('postprocess') or {}
         self.input_shape: Optional[Sequence[int]] = meta.get('input_shape')
-        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.output_names = [output.name for output in self.runtime.get_outputs()]
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -133,7 +134,7 @@ class OnnxPredictor:
         image = self._check_image(rgb_image)
         resized, scale_factor = resize_image(image, self.preprocess.get('resize'))
         self._check_shape(resized.shape[:2])
-        outputs = self.session.run(None, {'image': np.ascontiguousarray(resized)})
+        outputs = self.runtime.run(None, {'image': np.ascontiguousarray(resized)})
         meta = dict(ori_shape=tuple(image.shape[:2]), img_shape=tuple(resized.shape[:2]), scale_factor=scale_factor)
         return dict(zip(self.output_names, outputs)), meta
 

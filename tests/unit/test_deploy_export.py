@@ -74,13 +74,13 @@ def test_backbone_matches_pytorch_at_two_sizes(tmp_path):
     backbone.init_weights()
     backbone.eval()
     path = export_backbone(backbone, tmp_path / 'backbone.onnx', shape=(64, 64), dynamic=True)
-    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    assert [o.name for o in session.get_outputs()] == ['out0', 'out1', 'out2', 'out3']
+    runtime = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    assert [o.name for o in runtime.get_outputs()] == ['out0', 'out1', 'out2', 'out3']
     for batch, (height, width) in zip((2, 1), SIZES):
         x = torch.randn(batch, 3, height, width)
         with torch.no_grad():
             expected = backbone(x)
-        got = session.run(None, {'input': x.numpy()})
+        got = runtime.run(None, {'input': x.numpy()})
         for stage, (e, g) in enumerate(zip(expected, got)):
             assert g.shape == tuple(e.shape)
             assert np.abs(g - e.numpy()).max() < 1e-4, f'stage {stage} at {height}x{width}'
@@ -90,11 +90,11 @@ def test_segmentor_matches_mmseg_at_two_sizes(tmp_path):
     model = build_segmentor()
     meta = dict(classes=SEG_CLASSES, palette=[(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)])
     path = export_model(model, tmp_path / 'seg.onnx', shape=(64, 64), dynamic=True, dataset_meta=meta)
-    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    runtime = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     for seed, (height, width) in enumerate(SIZES):
         image = random_image(height, width, seed)
         expected = mmseg_logits(model, image)
-        logits, labels = session.run(None, {'image': image})
+        logits, labels = runtime.run(None, {'image': image})
         assert logits.shape == (1, len(SEG_CLASSES), height, width)
         assert np.abs(logits[0] - expected.numpy()).max() < 1e-4
         top2 = np.sort(logits[0], axis=0)[-2:]

@@ -88,3 +88,4 @@ def test_paste_masks_equals_mmdet_mask_head():
     got = paste_masks(probs, boxes / torch.tensor([[0.8, 0.75, 0.8, 0.75]]), 64, 80, threshold=0.5)
     assert got.dtype == torch.bool and got.shape == (5, 64, 80)
     assert torch.equal(got, expected)
+    assert paste_masks(probs[:0], boxes[:0], 64, 80).shape == (0, 64, 80)  # an image without detections
