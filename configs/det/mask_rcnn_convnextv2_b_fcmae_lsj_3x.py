@@ -3,7 +3,7 @@
 # except the backbone type (ours) and its checkpoint (the official FCMAE file instead of mmpretrain's
 # conversion of it): layer scale off and GRN, drop path 0.4, AdamW lr 1e-4 with layer-wise decay 0.95 over 12
 # layers, 32 images per iteration (8 GPUs x 4), soft-NMS in the RCNN test config. mmdet's project README:
-# 52.9 box AP / 46.4 mask AP.
+# 52.9 box AP / 46.4 mask AP. 108M params, 486G FLOPs at 1280x800 (tools/analysis/get_flops.py).
 _base_ = [
     '../_base_/models/mask_rcnn_convnext_fpn.py',
     '../_base_/datasets/coco_instance.py',

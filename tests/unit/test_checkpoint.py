@@ -567,3 +567,21 @@ def test_unrecognised_file_names_its_first_keys_and_the_known_layouts(tmp_path):
     for layout in checkpoint_module.LAYOUTS:
         assert f'{layout} (' in message
     assert 'dict(depths=()' not in message
+
+
+def test_fcmae_encoder_selected_by_prefix_loads_too(tmp_path):
+    """init_cfg prefix='encoder' on an FCMAE file: sparse names under our prefixes, which read as our layout
+    with no blocks ('seems to be arch dict(depths=(), ...)') unless the kernels are recognised."""
+    source = v2_fixture('fcmae/atto')
+    path = tmp_path / 'fcmae.pth'
+    torch.save({'model': source}, path)
+    model = v2_model('atto')
+    report = load_pretrained(model, str(path), prefix='encoder')
+    assert report.layout == 'fcmae' and report.missing == [] and report.unexpected == []
+    expected = official_remap_checkpoint_keys(source)
+    assert torch.equal(model.stages[1][0].dwconv.weight, expected['stages.1.0.dwconv.weight'])
+    assert ('encoder.stages.1.0.dwconv.kernel', 'stages.1.0.dwconv.weight') in report_renames(source, 'encoder')
+
+
+def report_renames(source: Dict[str, torch.Tensor], prefix: str):
+    return convert_state_dict({'model': source}, prefix=prefix).renamed
