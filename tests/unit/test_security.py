@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import convert_checkpoint
+from convnext_dense.cli import convert
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 from convnext_dense.models import checkpoint as checkpoint_module
@@ -86,7 +86,7 @@ def test_pretrained_weights_are_read_with_weights_only(tmp_path, monkeypatch):
 def test_convert_checkpoint_refuses_it(crafted, tmp_path, capsys):
     path, marker = crafted
     dst = tmp_path / 'converted.pth'
-    assert convert_checkpoint.main([str(path), str(dst)]) == 1
+    assert convert.main([str(path), str(dst)]) == 1
     message = capsys.readouterr().err.strip()
     assert message.startswith(f'error: cannot convert {path}: could not load checkpoint {path}: Trying to load '
                               f'unsupported GLOBAL posix.mkdir whose module posix is blocked. ')
