@@ -241,7 +241,7 @@ def test_config_backbone_with_only_the_type_switched_loads_an_mmpretrain_file(tm
 # --- tools/test.py's check: rename first, then refuse what still does not fit --------------------------------
 
 def test_checkpoint_check_accepts_an_mmpretrain_named_whole_model(tmp_path):
-    import _run_checks
+    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'whole.pth'
     save_like_the_runner_dict(mmpretrain_names(Detectorish().state_dict()), path)
     _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
@@ -252,7 +252,7 @@ def save_like_the_runner_dict(state_dict, path) -> None:
 
 
 def test_checkpoint_check_says_a_backbone_file_is_no_whole_model(tmp_path):
-    import _run_checks
+    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'convnext_tiny_1k_224.pth'
     state_dict = {k[len('backbone.'):]: v for k, v in Detectorish().state_dict().items() if k.startswith('backbone.')}
     state_dict.update({'norm.weight': torch.ones(128), 'norm.bias': torch.zeros(128),
@@ -267,7 +267,7 @@ def test_checkpoint_check_says_a_backbone_file_is_no_whole_model(tmp_path):
 
 
 def test_checkpoint_check_names_the_rename_and_the_arch_of_a_foreign_whole_model(tmp_path):
-    import _run_checks
+    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'whole_v2.pth'
     save_like_the_runner_dict(mmpretrain_names(Detectorish(use_grn=True, layer_scale_init_value=0.0).state_dict()),
                               path)
@@ -280,7 +280,7 @@ def test_checkpoint_check_names_the_rename_and_the_arch_of_a_foreign_whole_model
 
 
 def test_checkpoint_check_keeps_refusing_another_model(tmp_path):
-    import _run_checks
+    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'resnet.pth'
     save_like_the_runner_dict({'backbone.conv1.weight': torch.zeros(8, 3, 7, 7),
                                'neck.weight': torch.zeros(8, 128, 1, 1)}, path)
