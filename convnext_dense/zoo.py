@@ -28,6 +28,10 @@ def metafile(task: str, configs_dir: Union[str, Path, None] = None) -> Path:
     return Path(configs_dir or config_root()) / task / 'metafile.yml'
 
 
+def _number(value) -> Optional[float]:
+    return None if value is None else float(value)
+
+
 @functools.lru_cache(maxsize=None)
 def _read(path: str) -> Dict[str, dict]:
     with open(path, encoding='utf-8') as f:
@@ -35,9 +39,10 @@ def _read(path: str) -> Dict[str, dict]:
     records = {}
     for model in models:
         meta = model['Metadata']
-        record = dict(config=model['Config'], params=float(meta['Parameters']), flops=float(meta['FLOPs']),
-                      pretrained=meta['Pretrained Weights'])
-        for result in model['Results']:
+        # None where nothing is published (the ConvNeXt V2 dense configs).
+        record = dict(config=model['Config'], params=_number(meta.get('Parameters')),
+                      flops=_number(meta.get('FLOPs')), pretrained=meta['Pretrained Weights'])
+        for result in model.get('Results') or ():
             record.update(result['Metrics'])
         records[model['Name']] = record
     return records
@@ -51,7 +56,8 @@ def models(task: str, configs_dir: Union[str, Path, None] = None) -> Dict[str, d
         configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
 
     Returns:
-        ``{stem: dict(config, params, flops, pretrained, <metric>: value, ...)}`` with metrics ``box AP`` /
+        ``{stem: dict(config, params, flops, pretrained, <metric>: value, ...)}`` (params and flops None where
+        none are published) with metrics ``box AP`` /
         ``mask AP`` (det) or ``mIoU`` / ``mIoU (ms+flip)`` (seg). A fresh copy: callers may change it.
     """
     path = metafile(task, configs_dir)
@@ -62,13 +68,14 @@ def models(task: str, configs_dir: Union[str, Path, None] = None) -> Dict[str, d
 
 
 def paper_complexity(task: str, configs_dir: Union[str, Path, None] = None) -> Dict[str, Tuple[float, float]]:
-    """``{config stem: (params, FLOPs)}`` of the paper's table for a task.
+    """``{config stem: (params, FLOPs)}`` of the paper's table for a task (configs with published values).
 
     Args:
         task: ``'det'`` or ``'seg'``.
         configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
     """
-    return {stem: (r['params'], r['flops']) for stem, r in models(task, configs_dir).items()}
+    return {stem: (r['params'], r['flops']) for stem, r in models(task, configs_dir).items()
+            if r['params'] is not None and r['flops'] is not None}
 
 
 def lookup(stem: str) -> Optional[dict]:

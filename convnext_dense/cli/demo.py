@@ -310,7 +310,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int,
                         help='CPU threads per training / test process (default: OMP_NUM_THREADS if set, else '
                              'all cores)')
-    parser.add_argument('--strict', action='store_true', help='exit with status 1 when a target is missed')
+    parser.add_argument('--strict', action='store_true', help='exit with status 1 when a metric ends below the value the demo expects')
     args = parser.parse_args(argv)
     args.out, args.data = args.out.resolve(), args.data.resolve()
     return args

@@ -548,17 +548,18 @@ def load_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> Tuple[
     Returns:
         The model in eval mode, the config, and ``dataset_meta`` (the checkpoint's, else the config's).
     """
-    from mmengine.config import Config, ConfigDict
+    from mmengine.config import ConfigDict
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
 
     import convnext_dense  # noqa: F401  (registers the backbone)
+    from convnext_dense.apis.inference import config_dataset_meta
+    from convnext_dense.config_paths import load_config
     from convnext_dense.config_utils import syncbn_to_bn
     from convnext_dense.errors import CheckpointMismatchError, ConfigError
-    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
-        if not Path(path).is_file():
-            raise ConfigError(f'{path}: no such {what} file; check the path')
-    cfg = Config.fromfile(str(config))
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f'{checkpoint}: no such checkpoint file; check the path')
+    cfg = load_config(config)  # a path or a shipped config's name
     scope = cfg.get('default_scope')
     if scope not in ('mmdet', 'mmseg'):
         raise ConfigError(f"{config}: default_scope is {scope!r}; export reads detector (default_scope='mmdet') and "
@@ -574,8 +575,7 @@ def load_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> Tuple[
                                       f'with this config') from error
     meta = (loaded.get('meta') or {}).get('dataset_meta') if isinstance(loaded, dict) else None
     if not meta:
-        dataset = cfg.get('test_dataloader', {}).get('dataset', {})
-        meta = dict(dataset.get('metainfo') or cfg.get('metainfo') or {})
+        meta = config_dataset_meta(cfg)
     return model.eval(), cfg, dict(meta)
 
 

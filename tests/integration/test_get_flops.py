@@ -1,4 +1,4 @@
-"""Detection params and FLOPs in the paper's convention (the seg cases live in the seg helper's tests).
+"""Detection params and FLOPs in the paper's convention (the segmentors' are in test_seg_flops.py).
 
 Only the ConvNeXt-T detectors are counted here (a CPU forward at 1280x800 each); the larger ones are
 checked with the CLI, see convnext_dense/analysis/det_flops.py.

@@ -229,3 +229,39 @@ def test_usage_errors_are_one_line(case, assets, tmp_path, capsys):
     if case != 'checkpoint_of_another_model':  # found before the model is built (and may warn)
         assert len(lines) == 1, lines
     assert not out.is_dir()
+
+
+@pytest.mark.parametrize('task', ['seg', 'det'])
+def test_onnx_model_writes_what_the_pytorch_path_writes(task, assets, tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    from convnext_dense.cli import export
+    config = SEG_CONFIG if task == 'seg' else DET_CONFIG
+    onnx_file = tmp_path / f'{task}.onnx'
+    assert export.main([config, str(assets[task]), '--out', str(onnx_file), '--dynamic-shape']) == 0
+    images = [*assets['images'], assets['photos'] / 'astronaut.jpg']
+    threshold = ['--score-thr', '0.05'] if task == 'det' else []  # random weights score low
+    outs = {}
+    for runtime, model in (('torch', [config, assets[task]]), ('onnx', [onnx_file])):
+        outs[runtime] = tmp_path / runtime
+        status, _, _ = run_infer([*model, *images, '--out-dir', outs[runtime], *threshold], capsys)
+        assert status == 0
+    detections = 0
+    for image in images:
+        painted = [cv2.imread(str(outs[runtime] / 'vis' / f'{image.stem}.png')) for runtime in outs]
+        assert painted[0].shape == painted[1].shape == cv2.imread(str(image)).shape
+        if task == 'seg':
+            torch_map, onnx_map = (cv2.imread(str(outs[runtime] / 'preds' / f'{image.stem}.png'), cv2.IMREAD_UNCHANGED)
+                                   for runtime in outs)
+            assert (torch_map == onnx_map).mean() >= 0.999
+            continue
+        torch_json, onnx_json = (json.loads((outs[runtime] / 'preds' / f'{image.stem}.json').read_text())
+                                 for runtime in outs)
+        assert onnx_json['labels'] == torch_json['labels'] and onnx_json['class_names'] == torch_json['class_names']
+        detections += len(torch_json['labels'])
+        np.testing.assert_allclose(onnx_json['boxes'], torch_json['boxes'], atol=0.5)
+        np.testing.assert_allclose(onnx_json['scores'], torch_json['scores'], atol=1e-3)
+        for ours, theirs in zip(onnx_json['masks'], torch_json['masks']):
+            assert ours['size'] == theirs['size']
+            assert mask_utils.iou([ours], [theirs], [False])[0][0] >= 0.98 or (
+                mask_utils.area(ours) == mask_utils.area(theirs) == 0)
+    assert task == 'seg' or detections > 0
