@@ -67,8 +67,9 @@ else
 fi
 
 step "4/5 convnext_dense with mmengine, mmdet, mmsegmentation, test references"
-# The editable install also puts the `convnext-dense` command into .venv/bin; skimage is for the tests.
-if ! "$PY" -c "import convnext_dense, mmdet, mmseg, mmpretrain, timm, pytest, skimage" 2>/dev/null \
+# The editable install also puts the `convnext-dense` command into .venv/bin; skimage (photographs) and
+# onnx / onnxruntime (export) are for the tests.
+if ! "$PY" -c "import convnext_dense, mmdet, mmseg, mmpretrain, timm, pytest, skimage, onnx, onnxruntime" 2>/dev/null \
    || [ ! -x "$VENV/bin/convnext-dense" ] \
    || [ "$ROOT/setup.py" -nt "$VENV/.convnext_dense_installed" ]; then
   pip_q -e "$ROOT[all,tests,deploy]"
