@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_mmengine_loggers():
+    """Each test starts without mmengine's loggers: an MMLogger keeps the stream it was created with, so one
+    made under an earlier test's captured stderr would write this test's messages into a closed capture
+    ("--- Logging error ---") instead of where the test reads them."""
+    from mmengine.logging import MMLogger
+    MMLogger._instance_dict.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
