@@ -244,7 +244,7 @@ def test_documented_subcommands_exist():
 # --------------------------------------------------------------------------------------- development talk
 
 DEVELOPMENT_TALK = re.compile(
-    r"\bsession [0-9]|\brun [0-9]+\b|\btarget (?:met|missed)\b|\bthis VM\b|this project's machine|DESIGN\.md §",
+    r"\bsession\s[0-9]|\brun\s[0-9]+\b|\btarget\s(?:met|missed)\b|\bthis\sVM\b|this\sproject's\smachine|DESIGN\.md §",
     re.I)
 SCANNED = ('README.md', 'CHANGELOG.md', 'docs', 'configs', 'tests', 'convnext_dense', 'tools')
 
