@@ -1,6 +1,8 @@
 """Shared pytest settings: deterministic, single-process torch so tests behave the same on 2 cores."""
+import logging
 import os
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
@@ -9,6 +11,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A copy of shared/fixtures/convnext_checkpoint_layouts.json, so a clone tests on its own.
 FIXTURES = REPO_ROOT / 'tests' / 'fixtures'
 os.environ.setdefault('PYTHONHASHSEED', '0')
+
+
+
+class LogRecords(logging.Handler):
+    """A logging handler that keeps the messages it receives (attach it to the logger a test reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def pytest_collection_modifyitems(items):

@@ -1,16 +1,15 @@
 """Pretrained checkpoints: equivalence with timm and mmpretrain, every public layout, wrappers, the report
 and refusals."""
 import json
-import logging
 import math
 import re
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import FIXTURES
+from conftest import FIXTURES, LogRecords
 from mmengine.logging import MMLogger
 
 from convnext_dense.errors import CheckpointError, UnknownCheckpointLayoutError
@@ -250,21 +249,13 @@ def test_v2_grn_is_reshaped_from_timm_and_mmpretrain_vectors():
     assert mmpretrain.state_dict['stages.1.0.grn.beta'].shape == (1, 1, 1, 64)
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: List[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
 
 def test_load_logs_one_report_naming_ignored_and_initialized_keys(tmp_path):
     source = fixture_state_dict('timm/tiny')
     path = tmp_path / 'timm_tiny.pth'
     torch.save(source, path)
     logger = MMLogger.get_current_instance()
-    handler = _Records()
+    handler = LogRecords()
     logger.addHandler(handler)
     try:
         report = load_pretrained(ConvNeXt('tiny', out_indices=(2, 3)), str(path))
@@ -323,7 +314,7 @@ def test_missing_file_names_the_path(tmp_path):
 
 def test_pickled_code_is_refused(tmp_path, small_state_dict):
     path = tmp_path / 'unsafe.pth'
-    torch.save({'state_dict': small_state_dict, 'hook': _Records}, path)
+    torch.save({'state_dict': small_state_dict, 'hook': LogRecords}, path)
     with pytest.raises(RuntimeError, match='weights_only'):
         load_pretrained(ConvNeXt(SMALL_ARCH), str(path))
 

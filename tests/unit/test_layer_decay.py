@@ -1,11 +1,11 @@
 """The layer-decay constructor: the official oracle, parity with mmdet's and mmseg's, and its refusals."""
 import importlib
-import logging
 from typing import Dict, List, Tuple
 
 import pytest
 import torch
 import torch.nn as nn
+from conftest import LogRecords
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
@@ -268,19 +268,10 @@ def test_missing_weight_decay_leaves_optimizer_default():
             assert 'weight_decay' not in group
 
 
-class _Records(logging.Handler):
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: List[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
 
 def test_logs_one_line_per_group():
     logger = MMLogger.get_current_instance()
-    records = _Records()
+    records = LogRecords()
     logger.addHandler(records)
     try:
         groups = build_groups(constructor(decay_rate=0.7, decay_type='stage_wise'),
