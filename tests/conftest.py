@@ -13,6 +13,15 @@ FIXTURES = REPO_ROOT / 'tests' / 'fixtures'
 os.environ.setdefault('PYTHONHASHSEED', '0')
 
 
+class RunsCodeWhenUnpickled:
+    """Unpickling this calls ``os.mkdir(path)``: the stand-in for arbitrary code in a crafted checkpoint."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
 
 class LogRecords(logging.Handler):
     """A logging handler that keeps the messages it receives (attach it to the logger a test reads)."""

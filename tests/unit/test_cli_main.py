@@ -1,7 +1,4 @@
 """The ``convnext-dense`` entry point: help, dispatch, and one line for what it cannot run."""
-import subprocess
-import sys
-
 from convnext_dense.cli import main as entry
 
 
@@ -32,10 +29,3 @@ def test_missing_module_is_one_line(capsys, monkeypatch):
 def test_subcommand_runs_with_its_arguments(capsys):
     assert entry.main(['config-path', 'det/mask_rcnn_convnext_t_3x']) == 0
     assert capsys.readouterr().out.strip().endswith('det/mask_rcnn_convnext_t_3x.py')
-
-
-def test_python_dash_m_runs_the_same_entry_point():
-    result = subprocess.run([sys.executable, '-m', 'convnext_dense', 'config-path', '--list'],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert 'det/cascade_convnext_t_3x' in result.stdout.split()

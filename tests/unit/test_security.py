@@ -4,40 +4,26 @@ without running it, wherever such a file can enter (security).
 The crafted files would create a marker directory when unpickled by plain ``pickle``/``torch.load``;
 every test asserts the marker does not exist afterwards. Both on-disk formats are covered: torch's zip
 format (``torch.save``) and the legacy raw pickle (``pickle.dump``), which ``torch.load`` also reads. The
-refusal must name the blocked callable (``posix.mkdir``), i.e. it is refused for what it would run.
+refusal must name the blocked callable (``posix.mkdir``), i.e. it is refused for what it would run. The command line in a fresh process is checked in
+tests/integration/test_fresh_process.py.
 """
-import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import RunsCodeWhenUnpickled
 
 from convnext_dense.cli import convert
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 from convnext_dense.models import checkpoint as checkpoint_module
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class _MakesMarker:
-    """Unpickling this calls ``os.mkdir(path)``: the stand-in for arbitrary code."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (os.mkdir, (self.path,))
-
 
 @pytest.fixture(params=['torch_zip', 'raw_pickle'])
 def crafted(request, tmp_path):
     """(crafted checkpoint path, marker path) with a state dict whose one value runs code."""
     marker = tmp_path / 'marker_dir'
-    payload = {'state_dict': {'downsample_layers.0.0.weight': _MakesMarker(str(marker))}}
+    payload = {'state_dict': {'downsample_layers.0.0.weight': RunsCodeWhenUnpickled(str(marker))}}
     path = tmp_path / f'evil_{request.param}.pth'
     if request.param == 'torch_zip':
         torch.save(payload, path)
@@ -102,18 +88,4 @@ def test_safe_loader_of_training_checkpoints_refuses_it(crafted):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
     with pytest.raises(RuntimeError, match='refused for safety'):
         safe_torch_load(str(path))
-    assert not marker.exists()
-
-
-def test_convert_checkpoint_cli_refuses_it_in_a_fresh_process(tmp_path):
-    """The real command line, in a process that has not imported anything from the tests."""
-    marker = tmp_path / 'marker_cli'
-    path = tmp_path / 'evil.pth'
-    torch.save({'model': {'stem.0.weight': _MakesMarker(str(marker))}}, path)
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    result = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'convert_checkpoint.py'), str(path),
-                             str(tmp_path / 'out.pth')], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 1
-    assert 'Traceback' not in result.stderr
-    assert result.stderr.strip().startswith(f'error: cannot convert {path}: could not load checkpoint {path}')
     assert not marker.exists()
