@@ -1,7 +1,9 @@
 """Reading and writing files safely: the one atomic writer and the one checkpoint reader of the package.
 
-- :func:`atomic_write` writes a temporary file beside the target and renames it into place, so a reader (or
-  a resumed run) sees either the old file or the complete new one, never a half-written one.
+- :func:`atomic_output` hands out a temporary path beside the target and renames it into place when the
+  block succeeds (removes it when it fails), so a reader (or a resumed run) sees either the old file or the
+  complete new one, never a half-written one. :func:`atomic_write` writes bytes or text through it; writers
+  that need a path of their own (a video encoder, mmdet's result dumper) use it directly.
 - :func:`safe_torch_load` reads with ``torch.load(weights_only=True)`` and allows exactly the extra types
   that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars) and the
   ``argparse.Namespace`` of plain values that the official ConvNeXt (V1, V2) training scripts save beside the
@@ -9,12 +11,13 @@
   alike.
 """
 import argparse
+import contextlib
 import os
 import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -98,34 +101,53 @@ def _load_failure_cause(error: Exception) -> str:
     return cause.replace('WeightsUnpickler error: ', '').rstrip('.')
 
 
+@contextlib.contextmanager
+def atomic_output(path: Union[str, Path], fsync: bool = True, suffix: str = '.tmp') -> Iterator[str]:
+    """A temporary path beside ``path`` to write to; renamed to ``path`` when the block ends without error.
+
+    On an error (or a kill before the rename) ``path`` keeps its old content; the temporary file is removed
+    on an error, and one left by a kill is found by :func:`remove_stale_temporaries`.
+
+    Args:
+        path: Destination; its folder is created if missing.
+        fsync: Flush the data to disk before the rename (checkpoints, reports). Files that are cheap to
+            regenerate and written by the thousand (dataset images) skip it: the rename alone still never
+            shows a half-written file to a reader.
+        suffix: End of the temporary file's name. A writer that picks its format by the name (a video
+            encoder, mmengine's ``dump``) needs the target's extension last: ``'.tmp.mp4'``.
+
+    Yields:
+        The temporary file's path (``.NAME.XXXXXXXX`` + ``suffix`` in the same folder; created empty).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates the file private; the result is an ordinary file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def atomic_write(data: Union[bytes, str], path: Union[str, Path], encoding: str = 'utf-8',
                  fsync: bool = True) -> None:
-    """Writes ``data`` to ``path`` so that readers see either the old file or the complete new one.
+    """Writes ``data`` to ``path`` through :func:`atomic_output`: readers see the old file or the new one.
 
     Args:
         data: Bytes, or text encoded with ``encoding``.
         path: Destination; its folder is created if missing.
         encoding: Encoding of text data.
-        fsync: Flush the data to disk before the rename (checkpoints, reports). Files that are cheap to
-            regenerate and written by the thousand (dataset images) skip it: the rename alone still never
-            shows a half-written file to a reader.
+        fsync: See :func:`atomic_output`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode(encoding) if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(payload)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates the file private; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, fsync=fsync) as tmp, open(tmp, 'wb') as f:
+        f.write(payload)
 
 
 def remove_stale_temporaries(folder: Union[str, Path], suffix: str = '.pth') -> List[Path]:

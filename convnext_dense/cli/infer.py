@@ -13,12 +13,12 @@ Inputs that cannot be read are skipped and listed at the end; the exit status is
 error, 0 when every input was written).
 """
 import argparse
+import contextlib
 import glob
 import json
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from convnext_dense.cli.checks import USAGE_ERROR, fail
 from convnext_dense.errors import ConfigError, ConvNeXtDenseError
+from convnext_dense.io import atomic_output
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
@@ -143,14 +144,13 @@ def infer_video(path: str, predictor, writer) -> int:
     name = writer.unique_name(osp.splitext(osp.basename(path))[0])
     video_out = writer.out_dir / 'vis' / f'{name}.mp4'
     jsonl_out = writer.out_dir / 'preds' / f'{name}.jsonl'
-    video_out.parent.mkdir(parents=True, exist_ok=True)
-    jsonl_out.parent.mkdir(parents=True, exist_ok=True)
-    video_tmp = tempfile.mkstemp(prefix=f'.{video_out.name}.', suffix='.tmp.mp4', dir=video_out.parent)
-    jsonl_tmp = tempfile.mkstemp(prefix=f'.{jsonl_out.name}.', suffix='.tmp', dir=jsonl_out.parent)
-    os.close(video_tmp[0])
-    video_writer, frames = None, 0
-    try:
-        with os.fdopen(jsonl_tmp[0], 'w') as records:
+    # Both files appear complete or not at all; a segmentor writes no jsonl.
+    jsonl_output = atomic_output(jsonl_out) if writer.task == 'det' else contextlib.nullcontext(os.devnull)
+    frames = 0
+    with atomic_output(video_out, suffix='.tmp.mp4') as video_tmp, jsonl_output as jsonl_tmp, \
+            open(jsonl_tmp, 'w') as records:
+        video_writer = None
+        try:
             while True:
                 ok, frame = capture.read()
                 if not ok:
@@ -160,27 +160,17 @@ def infer_video(path: str, predictor, writer) -> int:
                 painted = writer.paint(rgb, sample)
                 if video_writer is None:
                     height, width = painted.shape[:2]
-                    video_writer = cv2.VideoWriter(video_tmp[1], cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                                   (width, height))
+                    video_writer = cv2.VideoWriter(video_tmp, cv2.VideoWriter_fourcc(*'mp4v'), fps, (width, height))
                 video_writer.write(np.ascontiguousarray(painted[..., ::-1]))
                 if writer.task == 'det':
                     records.write(json.dumps(dict(writer.record(sample, path, *rgb.shape[:2]), frame=frames)) + '\n')
                 frames += 1
-        if video_writer is not None:
-            video_writer.release()
-            video_writer = None
+        finally:
+            capture.release()
+            if video_writer is not None:
+                video_writer.release()
         if frames == 0:
             raise ConfigError(f'video {path} holds no frame that could be decoded')
-        os.replace(video_tmp[1], video_out)
-        if writer.task == 'det':
-            os.replace(jsonl_tmp[1], jsonl_out)
-    finally:
-        capture.release()
-        if video_writer is not None:
-            video_writer.release()
-        for leftover in (video_tmp[1], jsonl_tmp[1]):
-            if osp.exists(leftover):
-                os.unlink(leftover)
     return frames
 
 

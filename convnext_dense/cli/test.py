@@ -1,7 +1,7 @@
 """Test (and evaluate) a detector or a segmentor checkpoint; the config's default_scope decides.
 
-Same flags as mmdet 3.3's / mmseg 1.2's ``tools/test.py`` (``python tools/test.py`` runs the same). Detection prints COCO bbox and segm mAP
-(pycocotools through mmdet's CocoMetric), segmentation mIoU:
+Same flags as mmdet 3.3's / mmseg 1.2's ``tools/test.py`` (``python tools/test.py`` runs the same). Detection
+prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmentation mIoU:
 
     convnext-dense test configs/det/mask_rcnn_convnext_t_3x.py work_dirs/x/epoch_36.pth
     convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
@@ -9,9 +9,6 @@ Same flags as mmdet 3.3's / mmseg 1.2's ``tools/test.py`` (``python tools/test.p
 """
 import argparse
 import logging
-import os
-import os.path as osp
-import tempfile
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
@@ -23,6 +20,7 @@ from convnext_dense.cli.errors import one_line_errors
 from convnext_dense.cli.run_checks import check_annotations, check_checkpoint_fits
 from convnext_dense.cli.train import build_runner
 from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.io import atomic_output
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -107,22 +105,15 @@ def add_result_dump(runner, cfg: Config, out: str, scope: str) -> None:
     from mmdet.evaluation import DumpDetResults
 
     class AtomicDumpDetResults(DumpDetResults):
-        """Dumps to a sibling temporary file and renames it, so ``--out`` is never half written."""
+        """Dumps through :func:`convnext_dense.io.atomic_output`, so ``--out`` is never half written."""
 
         def compute_metrics(self, results: list) -> dict:
             final_path = self.out_file_path
-            directory = osp.dirname(osp.abspath(final_path))
-            os.makedirs(directory, exist_ok=True)
-            handle, self.out_file_path = tempfile.mkstemp(suffix='.pkl', dir=directory)
-            os.close(handle)
             try:
-                metrics = super().compute_metrics(results)
-                os.replace(self.out_file_path, final_path)
+                with atomic_output(final_path, suffix='.tmp.pkl') as self.out_file_path:  # dump reads the suffix
+                    return super().compute_metrics(results)
             finally:
-                if osp.exists(self.out_file_path):
-                    os.remove(self.out_file_path)
                 self.out_file_path = final_path
-            return metrics
 
     runner.test_evaluator.metrics.append(AtomicDumpDetResults(out_file_path=out))
 

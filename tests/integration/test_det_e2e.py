@@ -142,6 +142,7 @@ def test_resume_continues_and_test_reports_map(tiny_run):
     with out_file.open('rb') as handle:
         predictions = pickle.load(handle)
     assert len(predictions) == 2 and 'masks' in predictions[0]['pred_instances']
+    assert not list(work_dir.glob('.preds.pkl.*'))  # the dump's temporary file was renamed, none left
     assert len(list(work_dir.glob('*/vis/*.png'))) == 2
 
 

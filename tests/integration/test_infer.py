@@ -123,6 +123,8 @@ def test_video_is_painted_frame_by_frame(assets, tmp_path, capsys):
     assert ok and frame.shape == (SIZE, SIZE, 3)
     records = [json.loads(line) for line in (out / 'preds' / 'clip.jsonl').read_text().splitlines()]
     assert [record['frame'] for record in records] == list(range(frames))
+    # Written to temporary files and renamed when complete: nothing else is left.
+    assert sorted(path.name for path in out.rglob('*') if path.is_file()) == ['clip.jsonl', 'clip.mp4']
 
 
 def test_python_api_returns_the_cli_predictions(assets, tmp_path, capsys):
