@@ -280,7 +280,8 @@ def run_task(task: Task, args: argparse.Namespace, out: Path, backbone: Optional
     config = task.config if backbone is None else str(backbone_init_config(task, backbone, out / 'configs'))
     python = sys.executable
     start = time.time()
-    run_logged([python, '-m', 'convnext_dense', 'train', config, '--work-dir', str(work_dir), '--cfg-options', *options],
+    run_logged([python, '-m', 'convnext_dense', 'train', config, '--work-dir', str(work_dir),
+                '--cfg-options', *options],
                out / 'logs' / f'{task.key}_train.log', f'{task.key} train')
     train_s = time.time() - start
     checkpoint = last_checkpoint(work_dir)
@@ -310,7 +311,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int,
                         help='CPU threads per training / test process (default: OMP_NUM_THREADS if set, else '
                              'all cores)')
-    parser.add_argument('--strict', action='store_true', help='exit with status 1 when a metric ends below the value the demo expects')
+    parser.add_argument('--strict', action='store_true',
+                        help='exit with status 1 when a metric ends below the value the demo expects')
     args = parser.parse_args(argv)
     args.out, args.data = args.out.resolve(), args.data.resolve()
     return args

@@ -120,16 +120,27 @@ class LoadReport:
 
     def summary(self) -> str:
         """A compact multi-line description, one category per line."""
-        mismatched = [f'{key} {list(src)} vs model {list(dst)}' for key, src, dst in self.mismatched]
         return '\n'.join([
             f'ConvNeXt checkpoint {self.source} (layout: {self.layout}): loaded {len(self.loaded)} tensors',
             f'  ignored (classifier head / final norm / not backbone): {summarize_keys(self.ignored)}',
             f'  initialized (output norms not in the checkpoint): {summarize_keys(self.initialized)}',
             f'  missing: {summarize_keys(self.missing)}',
             f'  unexpected: {summarize_keys(self.unexpected)}',
-            f'  shape mismatched: {", ".join(mismatched[:5]) if mismatched else "none"}'
-            + (f' ... ({len(mismatched)} in all)' if len(mismatched) > 5 else ''),
+            f'  shape mismatched: {summarize_mismatches(self.mismatched)}',
         ] + [f'  note: {note}' for note in self.notes])
+
+
+def summarize_mismatches(mismatched: Sequence[Tuple[str, Sequence[int], Sequence[int]]], limit: int = 5) -> str:
+    """Names up to ``limit`` shape mismatches as ``KEY [checkpoint shape] vs model [model shape]``.
+
+    Args:
+        mismatched: ``(key, checkpoint shape, model shape)`` triples.
+        limit: Most mismatches named before the rest is counted.
+    """
+    if not mismatched:
+        return 'none'
+    named = ', '.join(f'{key} {list(src)} vs model {list(dst)}' for key, src, dst in mismatched[:limit])
+    return named + (f' ... ({len(mismatched)} in all)' if len(mismatched) > limit else '')
 
 
 def summarize_keys(keys: Sequence[str], limit: int = 8) -> str:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from convnext_dense.models.checkpoint import convert_state_dict, summarize_keys
+from convnext_dense.models.checkpoint import convert_state_dict, summarize_keys, summarize_mismatches
 
 #: Backbone layouts whose keys are renamed inside a whole model (ours and facebook's need nothing).
 FOREIGN_LAYOUTS = ('mmpretrain', 'timm')
@@ -180,7 +180,6 @@ class WholeModelReport:
         """One line per category, as :class:`~convnext_dense.models.checkpoint.LoadReport` writes them."""
         layouts = ', '.join(f'{prefix or "(root)"} {layout}' for prefix, layout in self.layouts.items())
         examples = ''.join(f'{s} -> {d}, ' for s, d in self.renamed[:2])
-        mismatched = [f'{key} {list(src)} vs model {list(dst)}' for key, src, dst in self.mismatched]
         return '\n'.join([
             f'ConvNeXt weights{" from " + self.source if self.source else ""} (backbone layout: '
             f'{layouts or "none"}): renamed {len(self.renamed)} keys{f" ({examples}...)" if examples else ""}, '
@@ -188,8 +187,7 @@ class WholeModelReport:
             f'  ignored: {summarize_keys(self.ignored)}',
             f'  missing: {summarize_keys(self.missing)}',
             f'  unexpected: {summarize_keys(self.unexpected)}',
-            f'  shape mismatched: {", ".join(mismatched[:5]) if mismatched else "none"}'
-            + (f' ... ({len(mismatched)} in all)' if len(mismatched) > 5 else ''),
+            f'  shape mismatched: {summarize_mismatches(self.mismatched)}',
         ] + [f'  note: {note}' for note in self.notes])
 
 

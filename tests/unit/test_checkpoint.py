@@ -16,8 +16,8 @@ from convnext_dense.errors import CheckpointError, UnknownCheckpointLayoutError
 from convnext_dense.models import ConvNeXt
 from convnext_dense.models import checkpoint as checkpoint_module
 from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_fcmae,
-                                              convert_state_dict, load_pretrained, summarize_keys, to_facebook,
-                                              to_mmpretrain, to_timm)
+                                              convert_state_dict, load_pretrained, summarize_keys,
+                                              summarize_mismatches, to_facebook, to_mmpretrain, to_timm)
 
 SMALL_ARCH = dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
@@ -366,6 +366,15 @@ def test_report_key_summary_groups_modules_and_folds_large_subtrees():
     assert summarize_keys(['head.fc.weight', 'head.fc.bias', 'pos_embed']) == 'head.fc.{weight,bias}, pos_embed'
     neck = [f'neck.lateral_convs.{i}.conv.weight' for i in range(10)]
     assert summarize_keys(neck + ['pos_embed']) == 'neck.* (10), pos_embed'
+
+
+def test_report_mismatch_summary_names_the_first_five_and_counts_the_rest():
+    assert summarize_mismatches([]) == 'none'
+    assert summarize_mismatches([('stem.weight', (128, 3), (96, 3))]) == 'stem.weight [128, 3] vs model [96, 3]'
+    many = [(f'stages.{i}.gamma', (8,), (4,)) for i in range(7)]
+    summary = summarize_mismatches(many)
+    assert summary.startswith('stages.0.gamma [8] vs model [4], ') and 'stages.4.gamma' in summary
+    assert 'stages.5.gamma' not in summary and summary.endswith(' ... (7 in all)')
 
 
 # ConvNeXt V2: every official file, built from tests/fixtures/convnextv2_checkpoint_layouts.json (written by
