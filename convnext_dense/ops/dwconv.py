@@ -7,11 +7,15 @@ The input gradient is fast and stays with PyTorch. The C++ kernel (``csrc/dwconv
 the weight gradient with a loop over channels-last pixels (vectorised over the channels, one accumulator row
 per tap), 3-70x faster than oneDNN's, and the bias gradient is a plain sum.
 
-The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (about 40 s on 2 cores; then cached
-by PyTorch under ``~/.cache/torch_extensions`` or ``TORCH_EXTENSIONS_DIR``). Without a working compiler the
-build fails once, a warning says why, and ``nn.Conv2d``'s own path is used: same results, oneDNN's speed.
+The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (40-60 s on 2 cores; then cached
+by PyTorch under ``~/.cache/torch_extensions`` or ``TORCH_EXTENSIONS_DIR``), in a folder of its own per torch
+installation and package location: PyTorch rebuilds a cached extension whenever its include paths or source
+path change, so two environments on one machine sharing a folder would rebuild each other's. Without a working
+compiler the build fails once, a warning says why, and ``nn.Conv2d``'s own path is used: same results,
+oneDNN's speed.
 """
 import functools
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -26,15 +30,23 @@ from convnext_dense.ops import ENV_VAR
 CPP_SOURCE = Path(__file__).with_name('csrc') / 'dwconv_weight_grad.cpp'
 
 
+# -march=native: built on the machine that runs it. A home directory shared by machines with different CPUs
+# needs TORCH_EXTENSIONS_DIR set per machine, or the cached build may use missing instructions.
+CFLAGS = ('-O3', '-march=native', '-fopenmp-simd')
+
+
+def extension_name() -> str:
+    """The extension's name, which names its cache folder: one per torch installation, source path and flags."""
+    key = '\n'.join([torch.__file__, torch.__version__, str(CPP_SOURCE), *CFLAGS])
+    return f'convnext_dense_dwconv_weight_grad_{hashlib.sha256(key.encode()).hexdigest()[:12]}'
+
+
 @functools.lru_cache(maxsize=None)
 def _extension():
     """The compiled C++ module, or None (with one warning naming the reason) where it cannot be built."""
     try:
         from torch.utils.cpp_extension import load
-        # -march=native: built on the machine that runs it. A home directory shared by machines with different
-        # CPUs needs TORCH_EXTENSIONS_DIR set per machine, or the cached build may use missing instructions.
-        return load('convnext_dense_dwconv_weight_grad', sources=[str(CPP_SOURCE)],
-                    extra_cflags=['-O3', '-march=native', '-fopenmp-simd'])
+        return load(extension_name(), sources=[str(CPP_SOURCE)], extra_cflags=list(CFLAGS))
     except Exception as err:  # no compiler, no headers, read-only cache: the slow path still works
         warnings.warn(f'convnext_dense: could not build the CPU depthwise-conv gradient kernel ({err}); '
                       f'training on the CPU uses oneDNN\'s slower weight gradient. Install a C++ compiler '

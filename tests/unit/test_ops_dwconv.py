@@ -94,3 +94,16 @@ def test_falls_back_with_a_warning_when_the_kernel_cannot_be_built(monkeypatch):
 
 def test_the_kernel_source_ships_as_a_cpp_file():
     assert dwconv.CPP_SOURCE.suffix == '.cpp' and 'depthwise_weight_grad' in dwconv.CPP_SOURCE.read_text()
+
+
+def test_each_environment_builds_into_a_cache_folder_of_its_own(monkeypatch, tmp_path):
+    """PyTorch rebuilds a cached extension whose include or source paths changed: environments on one machine
+    (another venv, another clone) get their own folder instead of rebuilding each other's."""
+    name = dwconv.extension_name()
+    assert name == dwconv.extension_name() and name.isidentifier()
+    assert name.startswith('convnext_dense_dwconv_weight_grad_')
+    monkeypatch.setattr(dwconv, 'CPP_SOURCE', tmp_path / 'other_clone' / dwconv.CPP_SOURCE.name)
+    assert dwconv.extension_name() != name
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, '__file__', str(tmp_path / 'other_venv' / 'torch' / '__init__.py'))
+    assert dwconv.extension_name() != name
