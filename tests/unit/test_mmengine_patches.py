@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import RunsCodeWhenUnpickled
 from mmengine.runner import load_checkpoint
 
 from convnext_dense.io import safe_torch_load
@@ -33,19 +34,11 @@ def test_training_checkpoint_resumes_with_message_hub_and_numpy(tmp_path):
     assert torch.equal(model.linear.weight, resumed.model.linear.weight)
 
 
-class _Marker:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.mkdir, (self.path,))
-
-
 def test_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / 'pwned'
     crafted = tmp_path / 'evil.pth'
     with open(crafted, 'wb') as f:
-        pickle.dump({'state_dict': _Marker(str(marker))}, f)
+        pickle.dump({'state_dict': RunsCodeWhenUnpickled(str(marker))}, f)
     with pytest.raises(RuntimeError, match='evil.pth'):
         safe_torch_load(str(crafted))
     assert not marker.exists()
