@@ -1,9 +1,11 @@
 """The package's exceptions: every error a user can cause derives from :class:`ConvNeXtDenseError`.
 
 The command line prints any ``ConvNeXtDenseError`` as one ``error: ...`` line (its message names the file,
-key or option and what fixes it) and shows a traceback for anything else, which is a bug. Each class also
-derives from the built-in exception that describes it (``ValueError``, ``RuntimeError``, ...), so callers
-that catch those keep working.
+key or option and what fixes it) and shows a traceback for anything else, which is a bug. The exit status
+follows the type, by one table (``convnext_dense.cli.errors.EXIT_STATUS``): 1 for a :class:`RunError` (the run
+itself failed), 2 for every other error (something to change before running again). Each class also derives
+from the built-in exception that describes it (``ValueError``, ``RuntimeError``, ...), so callers that catch
+those keep working.
 """
 
 
@@ -53,3 +55,11 @@ class UnknownCheckpointLayoutError(CheckpointFormatError):
 
 class DeployError(ConvNeXtDenseError, ValueError):
     """A model, option or input that ONNX export or the ONNX Runtime predictor cannot handle."""
+
+
+class CliError(ConvNeXtDenseError, ValueError):
+    """A command-line option, or a file or folder a config names, that cannot be used as given."""
+
+
+class RunError(ConvNeXtDenseError):
+    """A run that started and failed on what it met (e.g. a non-finite loss); exit status 1."""

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple, Union
 
 import yaml
 
-from convnext_dense.config_paths import config_root
+from convnext_dense.config import config_root
 from convnext_dense.errors import ConfigError
 
 TASKS = ('det', 'seg')
@@ -21,7 +21,7 @@ def metafile(task: str, configs_dir: Union[str, Path, None] = None) -> Path:
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
+        configs_dir: The configs folder; defaults to the shipped one (``config.config_root``).
     """
     if task not in TASKS:
         raise ConfigError(f'zoo: unknown task {task!r}; choose one of {TASKS}.')
@@ -53,7 +53,7 @@ def models(task: str, configs_dir: Union[str, Path, None] = None) -> Dict[str, d
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
+        configs_dir: The configs folder; defaults to the shipped one (``config.config_root``).
 
     Returns:
         ``{stem: dict(config, params, flops, pretrained, <metric>: value, ...)}`` (params and flops None where
@@ -72,7 +72,7 @@ def paper_complexity(task: str, configs_dir: Union[str, Path, None] = None) -> D
 
     Args:
         task: ``'det'`` or ``'seg'``.
-        configs_dir: The configs folder; defaults to the shipped one (``config_paths.config_root``).
+        configs_dir: The configs folder; defaults to the shipped one (``config.config_root``).
     """
     return {stem: (r['params'], r['flops']) for stem, r in models(task, configs_dir).items()
             if r['params'] is not None and r['flops'] is not None}

@@ -1,7 +1,7 @@
 """``convnext-dense convert`` as a script: see convnext_dense/cli/convert.py."""
 import sys
 
-from convnext_dense.cli.convert import main
+from convnext_dense.cli.main import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(['convert', *sys.argv[1:]]))

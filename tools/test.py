@@ -1,7 +1,7 @@
 """``convnext-dense test`` as a script (run from a clone): ``python tools/test.py --help``."""
 import sys
 
-from convnext_dense.cli.test import main
+from convnext_dense.cli.main import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(['test', *sys.argv[1:]]))

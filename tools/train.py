@@ -1,7 +1,7 @@
 """``convnext-dense train`` as a script (run from a clone): ``python tools/train.py --help``."""
 import sys
 
-from convnext_dense.cli.train import main
+from convnext_dense.cli.main import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(['train', *sys.argv[1:]]))

@@ -1,7 +1,9 @@
 # Runtime of the detection configs: mmdet scope, our package imported for the backbone and the optimizer
 # constructor, mmdet's usual hooks, logging and visualizer.
 default_scope = 'mmdet'
-custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
+# convnext_dense registers the backbone, the optimizer constructor and the hooks; convnext_dense.runtime adds
+# our mmengine patches for runs (weights_only loading of training checkpoints, atomic checkpoint saves).
+custom_imports = dict(imports=['convnext_dense', 'convnext_dense.runtime'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

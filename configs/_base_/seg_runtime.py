@@ -1,6 +1,8 @@
 # Runtime of the ADE20K configs: mmseg scope, our package imported for its backbone and optimizer constructor.
 default_scope = 'mmseg'
-custom_imports = dict(imports=['convnext_dense'], allow_failed_imports=False)
+# convnext_dense registers the backbone, the optimizer constructor and the hooks; convnext_dense.runtime adds
+# our mmengine patches for runs (weights_only loading of training checkpoints, atomic checkpoint saves).
+custom_imports = dict(imports=['convnext_dense', 'convnext_dense.runtime'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,  # fixed-size crops in training; the 7x7 depthwise conv is ~2x slower without it
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -23,7 +23,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config, ConfigDict
 
 from convnext_dense import zoo
-from convnext_dense.config_utils import syncbn_to_bn
+from convnext_dense.config import syncbn_to_bn
 
 #: Paper input size, (H, W): 1280x800 images (W x H).
 PAPER_SHAPE = (800, 1280)

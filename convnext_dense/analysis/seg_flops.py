@@ -20,9 +20,11 @@ from typing import Dict, Optional, Tuple
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 from convnext_dense import zoo
-from convnext_dense.config_utils import syncbn_to_bn
+from convnext_dense.config import syncbn_to_bn
 
 # config file stem -> (params, FLOPs) of the paper's table (configs/seg/metafile.yml).
 PAPER_NUMBERS: Dict[str, Tuple[float, float]] = zoo.paper_complexity('seg')
@@ -47,8 +49,7 @@ def build_segmentor(cfg: Config) -> torch.nn.Module:
     Args:
         cfg: An mmseg config (``default_scope='mmseg'``) whose ``custom_imports`` have been applied.
     """
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
+    from mmseg.registry import MODELS  # mmseg: an optional dependency (seg extra)
 
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = ConfigDict(syncbn_to_bn(cfg.model.to_dict()))
@@ -60,7 +61,6 @@ def build_segmentor(cfg: Config) -> torch.nn.Module:
 def _import_custom_modules(cfg: Config) -> None:
     custom = cfg.get('custom_imports')
     if custom:
-        from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**custom)
 
 

@@ -13,80 +13,20 @@ from the checkpoint's ``dataset_meta``, else from the config's dataset, never fr
 default.
 """
 import copy
-import os.path as osp
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.runner.checkpoint import load_state_dict
 
-from convnext_dense.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from convnext_dense.checkpoint import check_fit, read_checkpoint
+from convnext_dense.config import load_config, task_of
 
 ImageInput = Union[str, Path, np.ndarray]
-
-
-def task_of(cfg) -> str:
-    """``'det'`` or ``'seg'`` from a config's ``default_scope``."""
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise ConfigError(f"{cfg.filename}: default_scope is {scope!r}; set default_scope='mmdet' (detection) "
-                          f"or 'mmseg' (segmentation)")
-    return 'det' if scope == 'mmdet' else 'seg'
-
-
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """Loads a local checkpoint (safely, see :mod:`convnext_dense.io`); a folder or a missing file is refused."""
-    if osp.isdir(path):
-        raise CheckpointError(f'checkpoint {path} is a folder; pass a .pth file in it')
-    if not osp.isfile(path):
-        raise CheckpointError(f'checkpoint {path} not found; pass an existing .pth file')
-    from convnext_dense.io import safe_torch_load
-    loaded = safe_torch_load(path)
-    if not isinstance(loaded, dict):
-        raise CheckpointError(f'checkpoint {path} holds a {type(loaded).__name__}, not a state dict')
-    return loaded
-
-
-def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
-    """The model weights of a loaded checkpoint, unwrapped, without DDP's ``module.`` prefix."""
-    from convnext_dense.models.checkpoint import strip_wrapper_prefixes, unwrap_checkpoint
-    try:
-        state_dict, _ = unwrap_checkpoint(checkpoint)
-    except ValueError as error:
-        raise CheckpointError(f'{error} Pass a checkpoint written by tools/train.py.') from error
-    return strip_wrapper_prefixes(state_dict)
-
-
-def check_fits(model: torch.nn.Module, state_dict: Dict[str, Any], checkpoint: str, purpose: str) -> None:
-    """Raises :class:`CheckpointMismatchError` unless ``state_dict`` holds every tensor of ``model`` with its shape.
-
-    A backbone saved in another known layout (mmdet 3.x / mmseg 1.x with mmpretrain's names, the authors'
-    releases) is renamed first, as the backbone itself does when the file loads (``whole_model.py``).
-
-    Args:
-        model: The built model (a DDP or TTA wrapper is looked through).
-        state_dict: The checkpoint's weights.
-        checkpoint: Its path, for the message.
-        purpose: How it is used, for the message (``'--resume'``, ``'CHECKPOINT'``).
-    """
-    from convnext_dense.models.whole_model import (backbone_prefixes, compare_whole_model, explain_misfit,
-                                                   rename_whole_model)
-    while hasattr(model, 'module'):
-        model = model.module
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    prefixes = backbone_prefixes(model)
-    renamed, renames = rename_whole_model(state_dict, prefixes)
-    report = compare_whole_model(renamed, renames, expected, checkpoint)
-    if report.fits:
-        return
-    first = ([f'{k} {list(s)} vs {list(m)}' for k, s, m in report.mismatched] + report.missing)[:2]
-    problem = (f'checkpoint {checkpoint} ({purpose}) does not fit the model of this config: '
-               f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing of {len(expected)} '
-               f'tensors (first: {", ".join(first)})')
-    explanation = explain_misfit(state_dict, report, prefixes)
-    raise CheckpointMismatchError(f'{problem}; {explanation}' if explanation else
-                                  f'{problem}; it was trained with another arch or config: pass the matching '
-                                  f'config or checkpoint')
 
 
 def config_dataset_meta(cfg) -> Dict[str, Any]:
@@ -108,6 +48,20 @@ def config_dataset_meta(cfg) -> Dict[str, Any]:
     return {k: v for k, v in metainfo.items() if k in ('classes', 'palette')}
 
 
+def _build(cfg: Config) -> torch.nn.Module:
+    """The config's detector or segmentor on the CPU, built by mmdet's or mmseg's own helper."""
+    if task_of(cfg) == 'det':
+        from mmdet.apis import init_detector as builder
+    else:
+        from mmseg.apis import init_model as builder
+    with warnings.catch_warnings(record=True) as caught:
+        model = builder(cfg, None, device='cpu')
+    for warning in caught:  # all but "checkpoint is None, use COCO classes": the classes are set by the caller
+        if 'COCO classes' not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return revert_sync_batchnorm(model)  # SyncBN needs a process group; in eval mode BN is the same
+
+
 def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None) -> torch.nn.Module:
     """Builds a detector or segmentor from a config and loads a checkpoint into it.
@@ -115,7 +69,8 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
     Args:
         config: A config path, a shipped config's name (``det/mask_rcnn_convnext_t_3x``) or an mmengine
             ``Config``.
-        checkpoint: Local checkpoint file; None keeps the initial weights (and loads no pretrained backbone).
+        checkpoint: Checkpoint path or URL (see :func:`convnext_dense.checkpoint.read_checkpoint`); None keeps
+            the initial weights (and loads no pretrained backbone).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
         cfg_options: ``key=value`` overrides of the config, as ``--cfg-options``.
 
@@ -123,34 +78,18 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
         The model in eval mode, with ``.cfg`` and ``.dataset_meta`` (``classes``, ``palette``).
 
     Raises:
-        ConvNeXtDenseError: A config or checkpoint problem, named in one line.
+        ConvNeXtDenseError: A config or checkpoint problem, named in one line; a checkpoint that does not
+            fit the model (:func:`convnext_dense.checkpoint.check_fit`) is refused before anything loads.
     """
-    from mmengine.config import Config
-    from mmengine.model.utils import revert_sync_batchnorm
-    from mmengine.runner.checkpoint import load_state_dict
-
-    from convnext_dense.config_paths import load_config
     cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    task = task_of(cfg)
-    loaded = read_checkpoint(str(checkpoint)) if checkpoint else None
-    if task == 'det':
-        from mmdet.apis import init_detector
-        builder = init_detector
-    else:
-        from mmseg.apis import init_model as builder
-    import warnings
-    with warnings.catch_warnings(record=True) as caught:
-        model = builder(cfg, None, device='cpu')
-    for warning in caught:  # all but "checkpoint is None, use COCO classes": the classes are set below
-        if 'COCO classes' not in str(warning.message):
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    model = revert_sync_batchnorm(model)  # SyncBN needs a process group; in eval mode BN is the same
+    task_of(cfg)  # an unknown scope fails before the checkpoint is read
+    loaded = read_checkpoint(str(checkpoint), purpose='CHECKPOINT') if checkpoint else None
+    model = _build(cfg)
     meta = {}
     if loaded is not None:
-        state_dict = state_dict_of(loaded)
-        check_fits(model, state_dict, str(checkpoint), 'CHECKPOINT')
+        _, state_dict = check_fit(loaded, model, source=str(checkpoint), purpose='CHECKPOINT')
         load_state_dict(model, state_dict)  # every tensor is there (checked); extra keys are ignored
         meta = (loaded.get('meta') or {}).get('dataset_meta') or {}
     model.dataset_meta = {str(k).lower(): v for k, v in (meta or config_dataset_meta(cfg)).items()}
@@ -160,7 +99,7 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
 
 def _det_pipeline(model, arrays: bool):
     """The config's test pipeline without annotation loading, reading arrays when ``arrays``."""
-    from mmcv.transforms import Compose
+    from mmcv.transforms import Compose  # mmcv: an optional dependency, as mmdet and mmseg
     pipeline = [step for step in copy.deepcopy(model.cfg.test_dataloader.dataset.pipeline)
                 if 'LoadAnnotations' not in step['type']]
     if arrays:

@@ -22,8 +22,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 
+from convnext_dense.errors import ConfigError, RunError
 from convnext_dense.io import atomic_write
 
 #: Default score threshold of the painted and written instances (mmdet's demo default).
@@ -87,20 +89,18 @@ def detection_record(data_sample, classes: Sequence[str], image: str, height: in
 
 def label_map_png(label_map: np.ndarray) -> bytes:
     """PNG bytes of a label map: 8-bit when every value fits, else 16-bit."""
-    import cv2
     dtype = np.uint8 if label_map.max(initial=0) < 256 else np.uint16
     ok, encoded = cv2.imencode('.png', label_map.astype(dtype))
     if not ok:
-        raise RuntimeError('cv2 could not encode the label map as PNG')
+        raise RunError('cv2 could not encode the label map as PNG')
     return encoded.tobytes()
 
 
 def image_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an RGB image."""
-    import cv2
     ok, encoded = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
-        raise RuntimeError('cv2 could not encode the painted image as PNG')
+        raise RunError('cv2 could not encode the painted image as PNG')
     return encoded.tobytes()
 
 
@@ -118,7 +118,7 @@ class PredictionWriter:
     def __init__(self, task: str, dataset_meta: Optional[Dict[str, Any]], out_dir: Union[str, Path],
                  score_thr: float = DEFAULT_SCORE_THR, num_classes: Optional[int] = None) -> None:
         if task not in ('det', 'seg'):
-            raise ValueError(f"task must be 'det' or 'seg', got {task!r}")
+            raise ConfigError(f"task must be 'det' or 'seg', got {task!r}")
         self.task = task
         self.meta = complete_meta(dataset_meta, num_classes)
         self.out_dir = Path(out_dir)

@@ -11,7 +11,7 @@ IMPLS = ('ours', 'timm', 'mmpretrain')
 
 def arch_spec(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """``'tiny'`` or ``'depths:2,2,2,2;channels:8,16,32,64'`` (tiny test archs) -> (depths, channels)."""
-    from convnext_dense.models.arch import resolve_arch
+    from convnext_dense.arch import resolve_arch
     if ':' in arch:
         parts = dict(p.split(':') for p in arch.split(';'))
         return resolve_arch({k: tuple(int(v) for v in parts[k].split(',')) for k in ('depths', 'channels')})
@@ -57,7 +57,7 @@ def build_backbones(arch: str, impls: Sequence[str], layer_scale_init_value: flo
     Returns:
         The built modules and, per implementation that could not be built, the reason.
     """
-    from convnext_dense.models.checkpoint import to_mmpretrain, to_timm
+    from convnext_dense.checkpoint import to_mmpretrain, to_timm
     from convnext_dense.models.convnext import ConvNeXt
     depths, channels = arch_spec(arch)
     torch.manual_seed(seed)

@@ -31,7 +31,7 @@ def _keep_100_detections(test_cfg) -> None:
 def model_variant_cfg(model_cfg: dict, variant: str) -> dict:
     """The model config of a variant: ``ours``, ``ours_cp`` (``with_cp=True``) or ``mmpretrain``."""
     # The benchmark runs one process: SyncBN would need a process group, so it becomes BN (same cost per GPU).
-    from convnext_dense.config_utils import syncbn_to_bn
+    from convnext_dense.config import syncbn_to_bn
     cfg = syncbn_to_bn(copy.deepcopy(model_cfg))
     backbone = cfg['backbone']
     backbone['init_cfg'] = None  # timing needs no pretrained weights (and tests never download)

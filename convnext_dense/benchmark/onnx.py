@@ -89,7 +89,7 @@ def build_case(case: str):
     from mmengine.registry import MODELS, init_default_scope
 
     import convnext_dense  # noqa: F401
-    from convnext_dense.config_utils import syncbn_to_bn
+    from convnext_dense.config import syncbn_to_bn
     from convnext_dense.deploy.export import DetectorGraph, SegmentorGraph
     cfg = Config.fromfile(str(find_config(config)))
     init_default_scope(cfg.default_scope)

@@ -7,9 +7,7 @@
 import argparse
 from typing import Optional, Sequence
 
-from convnext_dense.cli.checks import fail
-from convnext_dense.config_paths import config_names, config_path, config_root
-from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.config import config_names, config_path, config_root
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -17,11 +15,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('name', nargs='?', help='config name (e.g. det/mask_rcnn_convnext_t_3x) or path')
     parser.add_argument('--list', action='store_true', help='print the name of every shipped config')
     args = parser.parse_args(argv)
-    try:
-        if args.list:
-            print('\n'.join(config_names()))
-        else:
-            print(config_path(args.name) if args.name else config_root())
-    except ConvNeXtDenseError as error:
-        fail(error)
+    if args.list:
+        print('\n'.join(config_names()))
+    else:
+        print(config_path(args.name) if args.name else config_root())
     return 0

@@ -16,16 +16,15 @@ any ConvNeXt of this package loads without a note in the log.
 import argparse
 import io
 import os
-import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from convnext_dense.errors import ConvNeXtDenseError
-from convnext_dense.io import atomic_write, safe_torch_load
-from convnext_dense.models.checkpoint import (Conversion, compare_with_model, convert_state_dict, guess_arch,
-                                              strip_wrapper_prefixes, summarize_keys, unwrap_checkpoint)
-from convnext_dense.models.whole_model import LAYOUT_ORIGINS, rename_whole_model
+from convnext_dense.checkpoint import (LAYOUTS, check_fit, convert_state_dict, guess_arch,
+                                       model_state_dict, read_checkpoint, rename_whole_model, summarize_keys)
+from convnext_dense.errors import CheckpointFormatError, CliError
+from convnext_dense.io import atomic_write
+from convnext_dense.models import ConvNeXt
 
 EXAMPLE_RENAMES = 5
 
@@ -33,7 +32,7 @@ EXAMPLE_RENAMES = 5
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='convnext-dense convert', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='checkpoint to convert')
+    parser.add_argument('src', help='checkpoint to convert (path or URL)')
     parser.add_argument('dst', help='output file (written through a temporary file, then renamed)')
     parser.add_argument('--prefix', default='',
                         help="backbone mode: prepended to every key, e.g. 'backbone.' for an mmdet/mmseg model "
@@ -47,20 +46,22 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_arch(conversion: Conversion, arch: str) -> Optional[str]:
-    """Returns why ``conversion`` does not fit ``ConvNeXt(arch)``, or None when it fits."""
-    from convnext_dense.models import ConvNeXt
+def check_arch(checkpoint: Mapping[str, Any], our_keys: Iterable[str], args: argparse.Namespace,
+               prefix: Optional[str] = None) -> None:
+    """Refuses a checkpoint whose backbone does not fit ``ConvNeXt(arch=args.arch)`` (see ``check_fit``).
 
+    Args:
+        checkpoint: The file as read.
+        our_keys: Its backbone's keys under our names, to tell V1 from V2 and layer scale from none.
+        args: The command line (``src``, ``arch``, ``ema``).
+        prefix: Where the backbone is in the file (None: detected).
+    """
+    our_keys = list(our_keys)
     with torch.device('meta'):  # shapes only: no memory, no init
-        model = ConvNeXt(arch=arch, use_grn=any('.grn.' in k for k in conversion.state_dict),
-                         layer_scale_init_value=1.0 if any(k.endswith('.gamma') for k in conversion.state_dict)
-                         else 0.0)
-    report = compare_with_model(conversion, {k: tuple(v.shape) for k, v in model.state_dict().items()})
-    if not (report.missing or report.mismatched):
-        return None
-    first = [f'{k} {list(s)} vs {list(m)}' for k, s, m in report.mismatched[:3]] + report.missing[:3]
-    return (f'checkpoint does not fit --arch {arch}: it seems to be arch {guess_arch(conversion.state_dict)}; '
-            f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing, first: {", ".join(first)}')
+        model = ConvNeXt(arch=args.arch, use_grn=any('.grn.' in k for k in our_keys),
+                         layer_scale_init_value=1.0 if any(k.endswith('.gamma') for k in our_keys) else 0.0)
+    check_fit(checkpoint, model, source=args.src, purpose='SRC', target=f'--arch {args.arch}', prefix=prefix,
+              ema=args.ema)
 
 
 def save(obj: Dict[str, Any], dst: str) -> None:
@@ -78,14 +79,11 @@ def _print_renames(renamed: Sequence[Tuple[str, str]], new_prefix: str = '') -> 
         print(f'  {src_key} -> {new_prefix}{dst_key}')
 
 
-def convert_backbone(loaded: Any, args: argparse.Namespace) -> int:
+def convert_backbone(loaded: Mapping[str, Any], args: argparse.Namespace) -> int:
     """Backbone mode: writes the backbone alone, optionally under ``--prefix``."""
     conversion = convert_state_dict(loaded, ema=args.ema)
     if args.arch:
-        problem = check_arch(conversion, args.arch)
-        if problem:
-            print(f'error: {problem}; nothing written.', file=sys.stderr)
-            return 1
+        check_arch(loaded, conversion.state_dict, args)
     prefix = args.prefix if not args.prefix or args.prefix.endswith('.') else args.prefix + '.'
     state_dict = {prefix + k: v for k, v in conversion.state_dict.items()}
     meta = dict(converted_from=conversion.layout, source=os.path.basename(args.src),
@@ -106,30 +104,26 @@ def convert_backbone(loaded: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def convert_whole_model(loaded: Any, args: argparse.Namespace) -> int:
+def convert_whole_model(loaded: Mapping[str, Any], args: argparse.Namespace) -> int:
     """Whole-model mode: renames the backbone under ``--backbone-prefix``, keeps every other key and meta."""
     backbone_prefix = args.backbone_prefix if args.backbone_prefix.endswith('.') else args.backbone_prefix + '.'
-    state_dict = strip_wrapper_prefixes(unwrap_checkpoint(loaded, ema=args.ema)[0])
+    state_dict = model_state_dict(loaded, ema=args.ema)
     renamed, renames = rename_whole_model(state_dict, [backbone_prefix])
     if not renames:
         roots = sorted({k.split('.')[0] + '.' for k in state_dict})
-        print(f'error: {args.src} has no ConvNeXt backbone under {backbone_prefix!r} (its top-level prefixes are '
-              f'{roots[:10]}); pass --backbone-prefix, or drop --whole-model for a backbone or classifier file',
-              file=sys.stderr)
-        return 1
+        raise CheckpointFormatError(
+            f'{args.src} has no ConvNeXt backbone under {backbone_prefix!r} (its top-level prefixes are '
+            f'{roots[:10]}); pass --backbone-prefix, or drop --whole-model for a backbone or classifier file')
     rename = renames[0]
-    backbone = {k[len(backbone_prefix):]: v for k, v in rename.state_dict.items()}
+    backbone = rename.our_keys
     if args.arch:
-        problem = check_arch(convert_state_dict(backbone, prefix=''), args.arch)
-        if problem:
-            print(f'error: {problem}; nothing written.', file=sys.stderr)
-            return 1
-    meta: Dict[str, Any] = dict(loaded.get('meta') or {}) if isinstance(loaded, Mapping) else {}
+        check_arch(loaded, backbone, args, prefix=backbone_prefix)
+    meta: Dict[str, Any] = dict(loaded.get('meta') or {})
     meta.update(converted_from=rename.layout, source=os.path.basename(args.src), arch=guess_arch(backbone))
     save({'state_dict': renamed, 'meta': meta}, args.dst)
 
     others: List[str] = [k for k in renamed if not k.startswith(backbone_prefix)]
-    print(f'{args.src}: backbone {backbone_prefix}* in {LAYOUT_ORIGINS[rename.layout]}, arch {meta["arch"]}')
+    print(f'{args.src}: backbone {backbone_prefix}* in {LAYOUTS[rename.layout].description}, arch {meta["arch"]}')
     print(f'wrote {len(renamed)} tensors to {args.dst}: {len(rename.state_dict)} backbone, {len(others)} others '
           f'kept as they are ({summarize_keys(others, limit=4)})')
     _print_renames(rename.renamed)
@@ -142,15 +136,7 @@ def convert_whole_model(loaded: Any, args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if not os.path.isfile(args.src):
-        print(f'error: source checkpoint not found: {args.src}', file=sys.stderr)
-        return 2
-    if os.path.exists(args.dst) and os.path.samefile(args.src, args.dst):
-        print(f'error: DST {args.dst} is the source file; choose another output path.', file=sys.stderr)
-        return 2
-    try:
-        loaded = safe_torch_load(args.src)
-        return convert_whole_model(loaded, args) if args.whole_model else convert_backbone(loaded, args)
-    except (ConvNeXtDenseError, RuntimeError, ValueError, KeyError) as error:
-        print(f'error: cannot convert {args.src}: {error}', file=sys.stderr)
-        return 1
+    if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):
+        raise CliError(f'DST {args.dst} is the source file; choose another output path.')
+    loaded = read_checkpoint(args.src, purpose='SRC')
+    return convert_whole_model(loaded, args) if args.whole_model else convert_backbone(loaded, args)

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from convnext_dense.config_paths import config_path
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from convnext_dense.cli.errors import RUN_ERROR
+from convnext_dense.config import config_path
+from convnext_dense.datasets.shapes import make_shapes
+from convnext_dense.errors import RunError
 from convnext_dense.io import atomic_write
 
 
@@ -53,8 +60,6 @@ TASKS: Tuple[Task, ...] = (SEG, DET)  # in training order: DET starts from SEG's
 #: Targets on the val split, as fractions (mmseg reports mIoU in percent; it is divided by 100 here).
 TARGETS: Dict[str, float] = {'coco/bbox_mAP': 0.50, 'mIoU': 0.70}
 TIME_BUDGET_S = 15 * 60
-#: CPU threads of the training / test processes (set by ``--threads``; None keeps the environment's).
-THREADS: Optional[int] = None
 
 
 def thread_env(threads: Optional[int]) -> Dict[str, str]:
@@ -74,7 +79,6 @@ def ensure_data(data_root: Path, seed: int) -> None:
     if (data_root / 'annotations' / 'instances_val.json').is_file() and (data_root / 'labels' / 'val').is_dir():
         log(f'data: using {data_root} (delete it to regenerate)')
         return
-    from convnext_dense.datasets.shapes import make_shapes
     log(f'data: generating the shapes dataset in {data_root} (seed {seed})')
     log(f'data: {json.dumps(make_shapes(data_root, seed=seed))}')
 
@@ -110,15 +114,21 @@ def schedule_options(max_iters: Optional[int]) -> List[str]:
             f'default_hooks.checkpoint.interval={max_iters}']
 
 
-def run_logged(command: Sequence[str], log_file: Path, prefix: str) -> None:
+def run_logged(command: Sequence[str], log_file: Path, prefix: str, threads: Optional[int] = None) -> None:
     """Runs ``command``, streaming its output live and into ``log_file``.
 
+    Args:
+        command: The command line.
+        log_file: Where its output is kept.
+        prefix: Shown before each of its lines.
+        threads: CPU threads of the process (see :func:`thread_env`).
+
     Raises:
-        RuntimeError: The command failed; the message names the command and its log file.
+        RunError: The command failed; the message names the command and its log file.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log(f'{prefix}: {" ".join(command)}')
-    env = dict(os.environ, PYTHONUNBUFFERED='1', **thread_env(THREADS))
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **thread_env(threads))
     with open(log_file, 'w') as sink, subprocess.Popen(
             list(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             bufsize=1) as process:
@@ -126,7 +136,7 @@ def run_logged(command: Sequence[str], log_file: Path, prefix: str) -> None:
             sink.write(line)
             print(f'  [{prefix}] {line}', end='', flush=True)
     if process.returncode != 0:
-        raise RuntimeError(f'{prefix} failed (exit status {process.returncode}): {" ".join(command)}; '
+        raise RunError(f'{prefix} failed (exit status {process.returncode}): {" ".join(command)}; '
                            f'see {log_file}')
 
 
@@ -134,14 +144,14 @@ def last_checkpoint(work_dir: Path) -> Path:
     """The checkpoint mmengine's CheckpointHook recorded last in ``work_dir/last_checkpoint``."""
     pointer = work_dir / 'last_checkpoint'
     if not pointer.is_file():
-        raise FileNotFoundError(f'{pointer} not found: training in {work_dir} saved no checkpoint')
+        raise RunError(f'{pointer} not found: training in {work_dir} saved no checkpoint')
     return Path(pointer.read_text().strip())
 
 
 def _newest_run(work_dir: Path, pattern: str) -> Path:
     matches = sorted(work_dir.glob(pattern))  # run folders are timestamps: the last sorts newest
     if not matches:
-        raise FileNotFoundError(f'no {pattern} under {work_dir}: did the run log anything?')
+        raise RunError(f'no {pattern} under {work_dir}: did the run log anything?')
     return matches[-1]
 
 
@@ -166,7 +176,7 @@ def read_test_metrics(work_dir: Path, metrics: Sequence[str]) -> Dict[str, float
     record = json.loads(run.read_text())
     missing = [m for m in metrics if m not in record]
     if missing:
-        raise KeyError(f'{run} has no {missing}; it holds {sorted(record)}')
+        raise RunError(f'{run} has no {missing}; it holds {sorted(record)}')
     return {m: float(record[m]) for m in metrics}
 
 
@@ -177,11 +187,8 @@ def as_fraction(metric: str, value: float) -> float:
 
 def plot_curves(histories: Dict[str, Dict[str, List[Tuple[int, float]]]], out_file: Path) -> None:
     """One row per task: training loss (left), validation metrics (right)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(histories), 2, figsize=(10, 3.2 * len(histories)), squeeze=False)
+    fig = Figure(figsize=(10, 3.2 * len(histories)))
+    axes = fig.subplots(len(histories), 2, squeeze=False)
     for row, (title, history) in enumerate(histories.items()):
         loss_ax, metric_ax = axes[row]
         if history['loss']:
@@ -202,18 +209,12 @@ def plot_curves(histories: Dict[str, Dict[str, List[Tuple[int, float]]]], out_fi
             ax.grid(alpha=0.3)
     fig.tight_layout()
     _save_figure(fig, out_file)
-    plt.close(fig)
 
 
 def plot_predictions(painted: Dict[str, List[Path]], out_file: Path, num_images: int = 3) -> None:
     """A grid of painted test images (each is ground truth | prediction): one row per task."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    fig, axes = plt.subplots(len(painted), num_images, figsize=(3.4 * num_images, 2.0 * len(painted)),
-                             squeeze=False)
+    fig = Figure(figsize=(3.4 * num_images, 2.0 * len(painted)))
+    axes = fig.subplots(len(painted), num_images, squeeze=False)
     for row, (title, files) in enumerate(painted.items()):
         for col in range(num_images):
             ax = axes[row][col]
@@ -224,10 +225,9 @@ def plot_predictions(painted: Dict[str, List[Path]], out_file: Path, num_images:
                              fontsize=8)
     fig.tight_layout()
     _save_figure(fig, out_file)
-    plt.close(fig)
 
 
-def _save_figure(fig: Any, out_file: Path) -> None:
+def _save_figure(fig: Figure, out_file: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=out_file.suffix.lstrip('.') or 'png', dpi=100)
     atomic_write(buffer.getvalue(), out_file)
@@ -235,6 +235,18 @@ def _save_figure(fig: Any, out_file: Path) -> None:
 
 def write_json_atomic(data: Dict[str, Any], out_file: Path) -> None:
     atomic_write(json.dumps(data, indent=2, sort_keys=True), out_file)
+
+
+def target_status(results: Dict[str, Dict[str, Any]]) -> Dict[str, Tuple[float, float, bool]]:
+    """``{metric: (value as a fraction, target, met)}`` for every target whose task ran."""
+    status = {}
+    for metric, target in TARGETS.items():
+        task = 'det' if metric.startswith('coco/') else 'seg'
+        value = results.get(task, {}).get('metrics', {}).get(metric)
+        if value is not None:
+            fraction = as_fraction(metric, value)
+            status[metric] = (fraction, target, fraction >= target)
+    return status
 
 
 def format_table(results: Dict[str, Dict[str, Any]], wall_s: float) -> str:
@@ -251,12 +263,8 @@ def format_table(results: Dict[str, Dict[str, Any]], wall_s: float) -> str:
                          f"| {cell(task.key, 'mIoU')} | {r['train_s']:.0f} | {r['test_s']:.0f} |")
     lines.append(f'wall time (data + training + evaluation): {wall_s:.0f} s = {wall_s / 60:.1f} min '
                  f'(budget {TIME_BUDGET_S // 60} min)')
-    for metric, target in TARGETS.items():
-        task = 'det' if metric.startswith('coco/') else 'seg'
-        value = results.get(task, {}).get('metrics', {}).get(metric)
-        if value is not None:
-            status = 'met' if as_fraction(metric, value) >= target else 'MISSED'
-            lines.append(f'target {metric} >= {target:.2f}: {status} ({as_fraction(metric, value):.3f})')
+    for metric, (value, target, met) in target_status(results).items():
+        lines.append(f'target {metric} >= {target:.2f}: {"met" if met else "MISSED"} ({value:.3f})')
     return '\n'.join(lines)
 
 
@@ -282,7 +290,7 @@ def run_task(task: Task, args: argparse.Namespace, out: Path, backbone: Optional
     start = time.time()
     run_logged([python, '-m', 'convnext_dense', 'train', config, '--work-dir', str(work_dir),
                 '--cfg-options', *options],
-               out / 'logs' / f'{task.key}_train.log', f'{task.key} train')
+               out / 'logs' / f'{task.key}_train.log', f'{task.key} train', args.threads)
     train_s = time.time() - start
     checkpoint = last_checkpoint(work_dir)
     test_dir, show_dir = work_dir / 'test', work_dir / 'test' / 'painted'
@@ -290,13 +298,21 @@ def run_task(task: Task, args: argparse.Namespace, out: Path, backbone: Optional
     # Absolute paths: mmdet's visualization hook re-joins a relative --show-dir onto the work dir per batch.
     run_logged([python, '-m', 'convnext_dense', 'test', config, str(checkpoint), '--work-dir', str(test_dir),
                 '--show-dir', str(show_dir), '--cfg-options', *options],
-               out / 'logs' / f'{task.key}_test.log', f'{task.key} test')
+               out / 'logs' / f'{task.key}_test.log', f'{task.key} test', args.threads)
     test_s = time.time() - start
     return {'config': config, 'backbone_init': None if backbone is None else str(backbone),
             'checkpoint': str(checkpoint), 'train_s': train_s, 'test_s': test_s,
             'metrics': read_test_metrics(test_dir, task.metrics),
             'history': read_history(work_dir, task.metrics),
             'painted': [str(p) for p in painted_images(test_dir)]}
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -308,26 +324,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tasks', nargs='+', choices=[t.key for t in TASKS], default=[t.key for t in TASKS],
                         help='which demo models to run (default both)')
     parser.add_argument('--max-iters', type=int, help='override the configs\' training length (smoke tests)')
-    parser.add_argument('--threads', type=int,
+    parser.add_argument('--threads', type=positive_int,
                         help='CPU threads per training / test process (default: OMP_NUM_THREADS if set, else '
                              'all cores)')
     parser.add_argument('--strict', action='store_true',
-                        help='exit with status 1 when a metric ends below the value the demo expects')
+                        help='exit with status 1 when a metric ends below its target (TARGETS)')
     args = parser.parse_args(argv)
     args.out, args.data = args.out.resolve(), args.data.resolve()
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    global THREADS
     args = parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        raise SystemExit(f'--threads must be at least 1, got {args.threads}')
-    THREADS = args.threads
     start = time.time()
-    import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'cpu ({os.cpu_count()} cores)'
-    threads = thread_env(THREADS)['OMP_NUM_THREADS']
+    threads = thread_env(args.threads)['OMP_NUM_THREADS']
     log(f'device: {device}; {threads} CPU thread(s) per process; outputs in {args.out}')
     ensure_data(args.data, args.seed)
     results: Dict[str, Dict[str, Any]] = {}
@@ -356,6 +367,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print('\n' + table, flush=True)
     log(f'figures: {args.out / "predictions.png"}, {args.out / "learning_curves.png"}; '
         f'summary: {args.out / "summary.json"}')
-    missed = [line for line in table.splitlines() if 'MISSED' in line]
-    return 1 if args.strict and missed else 0
+    missed = [metric for metric, (_, _, met) in target_status(results).items() if not met]
+    return RUN_ERROR if args.strict and missed else 0
 

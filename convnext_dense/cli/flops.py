@@ -12,9 +12,9 @@ import json
 
 from mmengine.config import DictAction
 
-from convnext_dense.cli.checks import fail
-from convnext_dense.config_paths import load_config
-from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.analysis.det_flops import detector_complexity
+from convnext_dense.analysis.seg_flops import segmentor_complexity
+from convnext_dense.config import load_config, task_of
 
 
 def parse_args(argv=None):
@@ -29,18 +29,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConvNeXtDenseError as error:
-        fail(error)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    scope = cfg.get('default_scope', 'mmdet')
     shape = tuple(args.shape) if args.shape else None
-    if scope == 'mmseg':
-        from convnext_dense.analysis.seg_flops import segmentor_complexity as complexity
-    else:
-        from convnext_dense.analysis.det_flops import detector_complexity as complexity
+    complexity = segmentor_complexity if task_of(cfg) == 'seg' else detector_complexity
     result = complexity(cfg, shape)  # params, flops, backbone_params, backbone_flops, shape, paper_* or None
     if args.json:
         print(json.dumps(result))

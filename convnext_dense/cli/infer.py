@@ -9,8 +9,8 @@ CONFIG is a path or a shipped config's name (``det/mask_rcnn_convnext_t_3x``). I
 scores, labels, class names, COCO RLE masks) or ``preds/NAME.png`` (segmentation label map); per video
 ``vis/NAME.mp4`` painted and, for detection, ``preds/NAME.jsonl`` (one record per frame).
 
-Inputs that cannot be read are skipped and listed at the end; the exit status is then 1 (2 for a usage
-error, 0 when every input was written).
+Inputs that cannot be read are skipped and listed at the end; the exit status is then 1, or 2 when none
+could be written (0 when every input was written).
 """
 import argparse
 import contextlib
@@ -22,16 +22,22 @@ import sys
 import time
 from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
+from mmengine.utils import ProgressBar
 
-from convnext_dense.cli.checks import USAGE_ERROR, fail
-from convnext_dense.errors import ConfigError, ConvNeXtDenseError
+from convnext_dense.apis.inference import inference_model, init_model
+from convnext_dense.apis.predictions import PredictionWriter
+from convnext_dense.cli.errors import RUN_ERROR, USAGE_ERROR
+from convnext_dense.config import task_of
+from convnext_dense.deploy.predictor import OnnxPredictor
+from convnext_dense.errors import ConfigError
 from convnext_dense.io import atomic_output
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
-#: Exit status when some inputs were skipped.
-SKIPPED_STATUS = 1
+#: Exit status when some inputs were skipped (and others written); none written is a usage error.
+SKIPPED_STATUS = RUN_ERROR
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -94,14 +100,12 @@ class TorchPredictor:
     data samples out (see :mod:`convnext_dense.apis.inference`)."""
 
     def __init__(self, config: str, checkpoint: str, device: str, batch_size: int) -> None:
-        from convnext_dense.apis.inference import init_model, task_of
         self.model = init_model(config, checkpoint, device=device)
         self.task = task_of(self.model.cfg)
         self.dataset_meta = self.model.dataset_meta
         self.batch_size = batch_size
 
     def predict(self, bgr_images: List[np.ndarray]) -> list:
-        from convnext_dense.apis.inference import inference_model
         return inference_model(self.model, bgr_images, batch_size=self.batch_size)
 
 
@@ -109,7 +113,6 @@ class OnnxBatchPredictor:
     """An exported ONNX model through ``convnext_dense.deploy.predictor.OnnxPredictor`` (RGB, one image a call)."""
 
     def __init__(self, path: str) -> None:
-        from convnext_dense.deploy.predictor import OnnxPredictor
         self.predictor = OnnxPredictor(path)
         self.task = self.predictor.task
         self.dataset_meta = self.predictor.dataset_meta
@@ -121,7 +124,7 @@ class OnnxBatchPredictor:
 
 def read_image(path: str) -> Optional[np.ndarray]:
     """The image at ``path`` as BGR uint8 (grey and alpha converted), or None when it cannot be decoded."""
-    import mmcv
+    import mmcv  # mmcv: an optional dependency, as mmdet and mmseg
     try:
         image = mmcv.imread(path, flag='color')
     except Exception:  # noqa: BLE001 - any decoder failure means "not an image we can read"
@@ -136,7 +139,6 @@ def infer_video(path: str, predictor, writer) -> int:
     Raises:
         ConfigError: The video cannot be opened or holds no frame.
     """
-    import cv2
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise ConfigError(f'video {path} cannot be opened (unknown codec or not a video)')
@@ -176,9 +178,6 @@ def infer_video(path: str, predictor, writer) -> int:
 
 def run(args: argparse.Namespace) -> Tuple[int, List[str], float]:
     """Predicts on every input; returns (images and frames written, skipped inputs with reasons, seconds)."""
-    from mmengine.utils import ProgressBar
-
-    from convnext_dense.apis.predictions import PredictionWriter
     files = expand_inputs(args.inputs)
     check_out_dir(args.out_dir)
     if args.checkpoint is None:
@@ -218,10 +217,7 @@ def run(args: argparse.Namespace) -> Tuple[int, List[str], float]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        done, skipped, seconds = run(args)
-    except ConvNeXtDenseError as error:
-        fail(error)
+    done, skipped, seconds = run(args)
     print(file=sys.stderr)
     print(f'infer: {done} images in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} images/s); '
           f'outputs in {args.out_dir}')

@@ -1,13 +1,19 @@
 """``convnext-dense SUBCOMMAND ARGS``: one entry point over the subcommand modules (also ``python -m convnext_dense``).
 
-Each subcommand is imported only when it runs, so ``convnext-dense --help`` is instant and a subcommand whose
-optional dependencies are missing does not break the others.
+Every subcommand runs inside the one error boundary (:func:`convnext_dense.cli.errors.run_guarded`): a user
+error becomes one ``error: ...`` line and the exit status its type has in ``EXIT_STATUS``, whichever
+subcommand raised it. ``tools/*.py`` are shims over :func:`main`, so they run inside it too. Running a
+subcommand installs our mmengine patches (:mod:`convnext_dense.runtime`). Each subcommand module is imported
+only when it runs, so a subcommand whose optional dependencies are missing does not break the others.
 """
 import difflib
 import importlib
 import sys
 from typing import Dict, Optional, Sequence, Tuple
 
+from convnext_dense import runtime
+from convnext_dense.cli.errors import USAGE_ERROR, run_guarded
+from convnext_dense.errors import MissingDependencyError
 from convnext_dense.version import __version__
 
 #: name -> (module with ``main(argv)``, one-line description).
@@ -24,7 +30,6 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
     'config-path': ('convnext_dense.cli.config_path', 'print where a shipped config lies (to inherit it)'),
     'env': ('convnext_dense.cli.env', 'print the software stack (for bug reports)'),
 }
-USAGE_ERROR = 2
 
 
 def usage() -> str:
@@ -37,18 +42,25 @@ def usage() -> str:
 
 
 def load_subcommand(name: str):
-    """Imports the module of subcommand ``name``; returns it, or None after printing why it is unavailable."""
+    """Imports the module of subcommand ``name``.
+
+    Raises:
+        MissingDependencyError: The module, or a package it needs, is not installed.
+    """
     module_name = SUBCOMMANDS[name][0]
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
-            print(f'error: convnext-dense {name} is not part of this installation (no module {module_name})',
-                  file=sys.stderr)
-        else:
-            print(f'error: convnext-dense {name} needs the Python package {error.name!r}; install it, e.g. '
-                  f'pip install "convnext_dense[all]"', file=sys.stderr)
-        return None
+            raise MissingDependencyError(f'convnext-dense {name} is not part of this installation (no module '
+                                         f'{module_name})') from error
+        raise MissingDependencyError(f'convnext-dense {name} needs the Python package {error.name!r}; install it, '
+                                     f'e.g. pip install "convnext_dense[all]"') from error
+
+
+def run_subcommand(name: str, argv: Sequence[str]) -> Optional[int]:
+    """Imports subcommand ``name`` and runs its ``main(argv)`` (raising what it raises)."""
+    return load_subcommand(name).main(list(argv))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -66,12 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hint = f'did you mean {close[0]}?' if close else f'choose one of {", ".join(SUBCOMMANDS)}'
         print(f'error: unknown subcommand {name!r}; {hint}', file=sys.stderr)
         return USAGE_ERROR
-    module = load_subcommand(name)
-    if module is None:
-        return USAGE_ERROR
+    runtime.install()
     sys.argv[0] = f'convnext-dense {name}'  # argparse's usage lines name the subcommand
-    status = module.main(argv[1:])
-    return int(status or 0)
+    return run_guarded(lambda args: run_subcommand(name, args), argv[1:])
 
 
 if __name__ == '__main__':

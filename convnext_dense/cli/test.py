@@ -10,61 +10,56 @@ prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmenta
 import argparse
 import logging
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from convnext_dense.cli.checks import (CliError, add_launcher_arguments, check_checkpoint, check_data, fail,
-                                       parse_launcher_args, read_config, resolve_scope)
-from convnext_dense.cli.cpu_dist import setup_cpu_distributed
-from convnext_dense.cli.errors import one_line_errors
-from convnext_dense.cli.run_checks import check_annotations, check_checkpoint_fits
-from convnext_dense.cli.train import build_runner
-from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.checkpoint import check_local_checkpoint
+from convnext_dense.cli.args import add_config_arguments, add_launcher_arguments, parse_launcher_args, read_config
+from convnext_dense.cli.data_checks import check_annotations, check_data
+from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, setup_cpu_distributed
+from convnext_dense.config import task_of
+from convnext_dense.errors import CliError
 from convnext_dense.io import atomic_output
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or a segmentor')
-    parser.add_argument('config', help='config file path or name (e.g. det/mask_rcnn_convnext_t_3x)')
+    add_config_arguments(parser, example='test_dataloader.dataset.data_root=/data/coco/')
     parser.add_argument('checkpoint', help='checkpoint file or URL')
-    parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str,
                         help='detection: dump predictions to this .pkl file for offline evaluation; '
                              'segmentation: save prediction maps to this directory')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save painted predictions under work_dir/<timestamp>/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value (e.g. '
-                             'test_dataloader.dataset.data_root=/data/coco/)')
     add_launcher_arguments(parser)
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (cfg.tta_model, tta_pipeline)')
     return parse_launcher_args(parser, argv)
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Reads the config and applies the command-line settings shared by both scopes."""
+    """Reads the config and applies the command-line settings shared by both tasks."""
     cfg = read_config(args)
     cfg.load_from = args.checkpoint
-    if args.out is not None and cfg.get('default_scope') == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
+    if args.out is not None and task_of(cfg) == 'det' and not args.out.endswith(('.pkl', '.pickle')):
         raise CliError(f'--out {args.out}: detection results are dumped to a pickle; name a .pkl file')
     return cfg
 
 
-def enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> None:
+def enable_visualization(cfg: Config, args: argparse.Namespace, task: str) -> None:
     """Turns the visualization hook on as mmdet's / mmseg's ``trigger_visualization_hook`` do."""
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise CliError(f'--show/--show-dir: {args.config} has no default_hooks.visualization; add '
-                       f"visualization=dict(type='{'Det' if scope == 'mmdet' else 'Seg'}VisualizationHook')")
+                       f"visualization=dict(type='{'Det' if task == 'det' else 'Seg'}VisualizationHook')")
     hook['draw'] = True
-    if scope == 'mmseg':
+    if task == 'seg':
         hook['interval'] = 1  # SegVisualizationHook draws every 50th image by default; paint them all
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
-        if scope == 'mmdet':
+        if task == 'det':
             hook['test_out_dir'] = args.show_dir
         else:
             cfg.visualizer['save_dir'] = args.show_dir
@@ -79,7 +74,7 @@ def _strip_masks(model_cfg: ConfigDict) -> bool:
     return True
 
 
-def enable_tta(cfg: Config, scope: str) -> None:
+def enable_tta(cfg: Config, task: str) -> None:
     """Wraps the model in ``cfg.tta_model`` and feeds it ``cfg.tta_pipeline``.
 
     mmdet 3.3's DetTTAModel merges boxes only and refuses masks, so for an instance-segmentation detector
@@ -88,7 +83,7 @@ def enable_tta(cfg: Config, scope: str) -> None:
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         raise CliError('--tta: the config defines no tta_model / tta_pipeline; add them (see '
                        'configs/_base_/datasets/coco_instance.py)')
-    if scope == 'mmdet' and _strip_masks(cfg.model):
+    if task == 'det' and _strip_masks(cfg.model):
         print_log('--tta: DetTTAModel merges boxes only; masks are not predicted and only bbox mAP is '
                   'evaluated.', logger='current', level=logging.WARNING)
         for evaluator in (cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]):
@@ -98,11 +93,9 @@ def enable_tta(cfg: Config, scope: str) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
-def add_result_dump(runner, cfg: Config, out: str, scope: str) -> None:
-    """Saves predictions: a .pkl for detection (written to a temp file, then renamed), maps for mmseg."""
-    if scope == 'mmseg':
-        return  # handled through the evaluator's output_dir in main()
-    from mmdet.evaluation import DumpDetResults
+def add_result_dump(runner, out: str) -> None:
+    """Dumps detection predictions to ``out`` (a .pkl written to a temporary file, then renamed)."""
+    from mmdet.evaluation import DumpDetResults  # mmdet: an optional dependency (det extra)
 
     class AtomicDumpDetResults(DumpDetResults):
         """Dumps through :func:`convnext_dense.io.atomic_output`, so ``--out`` is never half written."""
@@ -120,27 +113,22 @@ def add_result_dump(runner, cfg: Config, out: str, scope: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        check_checkpoint(args.checkpoint, 'CHECKPOINT')
-        cfg = load_config(args)
-        scope = resolve_scope(cfg, args.config)
-        if args.show or args.show_dir:
-            enable_visualization(cfg, args, scope)
-        if args.tta:
-            enable_tta(cfg, scope)
-        if args.out is not None and scope == 'mmseg':
-            cfg.test_evaluator['output_dir'] = args.out
-            cfg.test_evaluator['keep_results'] = True
-        check_data(cfg, ('test',))
-    except ConvNeXtDenseError as error:
-        fail(error)
-
-    with one_line_errors(cfg):
-        setup_cpu_distributed(cfg, args.launcher)
-        check_annotations(cfg, ('test',))
-        runner = build_runner(cfg, scope)
-        check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
-        if args.out is not None:
-            add_result_dump(runner, cfg, args.out, scope)
-        runner.test()
+    check_local_checkpoint(args.checkpoint, 'CHECKPOINT')
+    cfg = load_config(args)
+    task = task_of(cfg)
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args, task)
+    if args.tta:
+        enable_tta(cfg, task)
+    if args.out is not None and task == 'seg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    check_data(cfg, ('test',))
+    setup_cpu_distributed(cfg, args.launcher)
+    check_annotations(cfg, ('test',))
+    runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
+    if args.out is not None and task == 'det':
+        add_result_dump(runner, args.out)
+    runner.test()
     return 0

@@ -12,22 +12,20 @@ import argparse
 import logging
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 
-from convnext_dense.cli.checks import (CliError, add_launcher_arguments, check_checkpoint, check_data, fail,
-                                       parse_launcher_args, read_config, resolve_scope)
-from convnext_dense.cli.cpu_dist import setup_cpu_distributed
-from convnext_dense.cli.errors import one_line_errors
-from convnext_dense.cli.run_checks import check_annotations, check_checkpoint_fits, resume_checkpoint
-from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.checkpoint import check_local_checkpoint
+from convnext_dense.cli.args import add_config_arguments, add_launcher_arguments, parse_launcher_args, read_config
+from convnext_dense.cli.data_checks import check_annotations, check_data
+from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, resume_checkpoint, setup_cpu_distributed
+from convnext_dense.errors import CliError
 from convnext_dense.io import remove_stale_temporaries
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector or a segmentor')
-    parser.add_argument('config', help='config file path or name (e.g. det/mask_rcnn_convnext_t_3x)')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    add_config_arguments(parser, example='train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]"')
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic-mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -35,9 +33,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a path from the latest checkpoint '
                              'in the work directory')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value (e.g. '
-                             'train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]")')
     add_launcher_arguments(parser)
     return parse_launcher_args(parser, argv)
 
@@ -65,43 +60,22 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        check_checkpoint(args.resume, '--resume')
+        check_local_checkpoint(args.resume, '--resume')
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
-def build_runner(cfg: Config, scope: str):
-    """Registers the scope's modules and builds mmengine's Runner (or the config's ``runner_type``)."""
-    if scope == 'mmdet':
-        from mmdet.registry import RUNNERS
-        from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
-        setup_cache_size_limit_of_dynamo()
-    else:
-        from mmseg.registry import RUNNERS
-        from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args)
-        scope = resolve_scope(cfg, args.config)
-        check_data(cfg, ('train', 'val'))
-    except ConvNeXtDenseError as error:
-        fail(error)
-    with one_line_errors(cfg):
-        setup_cpu_distributed(cfg, args.launcher)
-        check_annotations(cfg, ('train', 'val'))
-        if cfg.get('resume') and osp.isdir(cfg.work_dir):
-            remove_stale_temporaries(cfg.work_dir)  # left by a kill during a save; never resumed from
-        runner = build_runner(cfg, scope)
-        if cfg.get('resume'):
-            check_checkpoint_fits(runner.model, resume_checkpoint(cfg), '--resume')
-        runner.train()
+    cfg = load_config(args)
+    check_data(cfg, ('train', 'val'))
+    setup_cpu_distributed(cfg, args.launcher)
+    check_annotations(cfg, ('train', 'val'))
+    if cfg.get('resume') and osp.isdir(cfg.work_dir):
+        remove_stale_temporaries(cfg.work_dir)  # left by a kill during a save; never resumed from
+    runner = build_runner(cfg)
+    if cfg.get('resume'):
+        check_checkpoint_fits(runner.model, resume_checkpoint(cfg), '--resume')
+    runner.train()
     return 0

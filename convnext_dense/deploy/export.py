@@ -554,8 +554,7 @@ def load_model(config: Union[str, Path], checkpoint: Union[str, Path]) -> Tuple[
 
     import convnext_dense  # noqa: F401  (registers the backbone)
     from convnext_dense.apis.inference import config_dataset_meta
-    from convnext_dense.config_paths import load_config
-    from convnext_dense.config_utils import syncbn_to_bn
+    from convnext_dense.config import load_config, syncbn_to_bn
     from convnext_dense.errors import CheckpointMismatchError, ConfigError
     if not Path(checkpoint).is_file():
         raise ConfigError(f'{checkpoint}: no such checkpoint file; check the path')

@@ -5,11 +5,11 @@ from typing import Optional, Sequence
 import torch
 from mmengine.hooks import Hook
 
-from convnext_dense.errors import ConvNeXtDenseError
+from convnext_dense.errors import RunError
 from convnext_dense.registry import HOOKS
 
 
-class NonFiniteLossError(ConvNeXtDenseError, FloatingPointError):
+class NonFiniteLossError(RunError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the iteration and the batch."""
 
 

@@ -34,8 +34,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 
+from convnext_dense.arch import NUM_STAGES
 from convnext_dense.errors import ConfigError, ConfigTypeError
-from convnext_dense.models.arch import NUM_STAGES
 from convnext_dense.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 DECAY_TYPES: Tuple[str, ...] = ('layer_wise', 'stage_wise')

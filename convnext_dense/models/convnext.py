@@ -16,11 +16,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
+from convnext_dense.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
+from convnext_dense.checkpoint import load_pretrained, rename_foreign_keys_hook
 from convnext_dense.errors import ConfigError, InputShapeError
-from convnext_dense.models.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
-from convnext_dense.models.checkpoint import load_pretrained
 from convnext_dense.models.mmpretrain_args import check_mmpretrain_args
-from convnext_dense.models.whole_model import rename_foreign_keys_hook
 from convnext_dense.ops import cpu_kernels_default, fused_mlp
 from convnext_dense.ops.dwconv import DepthwiseConv2d
 from convnext_dense.registry import MODELS
@@ -175,13 +174,14 @@ class ConvNeXt(BaseModule):
             compiled blocks. ``None`` reads ``CONVNEXT_DENSE_CPU_KERNELS`` (``0`` turns them off; default
             on); ``convnext_dense.ops.set_cpu_kernels(model, enabled)`` switches a built model.
         fast_dwconv_grad: Older name of the switch: ``False`` turns the CPU kernels off.
-        init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads the
-            facebook, timm, mmpretrain or this package's checkpoint layout (see ``checkpoint.py``); optional
+        init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads any checkpoint
+            layout of ``convnext_dense.checkpoint`` (facebook, timm, mmpretrain, FCMAE, ours); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
 
     Whole-model checkpoints whose backbone keys are in another known layout (mmdet 3.x / mmseg 1.x files
     with mmpretrain's names) are renamed when they load through ``load_state_dict`` (mmengine's
-    ``load_from``, ``--resume``, ``load_checkpoint``), with one logged report; see ``whole_model.py``.
+    ``load_from``, ``--resume``, ``load_checkpoint``), with one logged report; see
+    ``convnext_dense/checkpoint/whole_model.py``.
     """
 
     def __init__(self,
@@ -195,7 +195,7 @@ class ConvNeXt(BaseModule):
                  with_cp: bool = False,
                  compile_blocks: bool = False,
                  fast_dwconv_grad: bool = True,
-                 stem_patch_size: int = 4,
+                 stem_patch_size: int = STEM_STRIDE,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
                  linear_pw_conv: bool = True,

@@ -7,12 +7,12 @@ something else, so it is refused with one line saying what is supported and why.
 """
 from typing import Any, Optional
 
+from convnext_dense.arch import STEM_STRIDE
 from convnext_dense.errors import ConfigError
 
 #: The only norm and activation the blocks, downsampling layers and output norms compute.
 SUPPORTED_NORM_CFG = dict(type='LN2d', eps=1e-6)
 SUPPORTED_ACT_CFG = dict(type='GELU')
-STEM_PATCH_SIZE = 4
 
 
 def _unscoped(type_name: Any) -> Any:
@@ -25,7 +25,7 @@ def _refuse(argument: str, value: Any, supported: str, why: str) -> ConfigError:
                        f'{why}.')
 
 
-def check_mmpretrain_args(stem_patch_size: int = STEM_PATCH_SIZE, norm_cfg: Optional[dict] = None,
+def check_mmpretrain_args(stem_patch_size: int = STEM_STRIDE, norm_cfg: Optional[dict] = None,
                           act_cfg: Optional[dict] = None, linear_pw_conv: bool = True,
                           gap_before_final_norm: bool = False) -> None:
     """Accepts the values of mmpretrain-only arguments that describe this backbone, refuses the others.
@@ -49,8 +49,8 @@ def check_mmpretrain_args(stem_patch_size: int = STEM_PATCH_SIZE, norm_cfg: Opti
         raise _refuse('linear_pw_conv', linear_pw_conv, 'linear_pw_conv=True',
                       'the pointwise layers are nn.Linear as in the official code (1x1-conv weights of shape '
                       '(O, I, 1, 1) in a checkpoint are reshaped when it loads)')
-    if stem_patch_size != STEM_PATCH_SIZE:
-        raise _refuse('stem_patch_size', stem_patch_size, f'stem_patch_size={STEM_PATCH_SIZE}',
+    if stem_patch_size != STEM_STRIDE:
+        raise _refuse('stem_patch_size', stem_patch_size, f'stem_patch_size={STEM_STRIDE}',
                       'the stem is the paper\'s 4x4 stride-4 patchify, so outputs have strides 4, 8, 16, 32')
     if norm_cfg is not None:
         given = {k: v for k, v in dict(norm_cfg).items() if not (k == 'requires_grad' and v is True)}

@@ -7,11 +7,16 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-from convnext_dense.cli import convert
+from convnext_dense.cli.main import main as cli_main
 from convnext_dense.io import safe_torch_load
 from convnext_dense.models import ConvNeXt
 
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
+
+
+def run_convert(argv) -> int:
+    """``convnext-dense convert ARGV`` in this process; returns the exit status."""
+    return cli_main(['convert', *argv])
 
 
 @pytest.fixture
@@ -26,7 +31,7 @@ def timm_tiny(tmp_path):
 def test_converts_timm_to_our_layout_and_reports(tmp_path, timm_tiny, capsys):
     src, source = timm_tiny
     dst = tmp_path / 'out' / 'ours.pth'
-    assert convert.main([str(src), str(dst), '--arch', 'tiny']) == 0
+    assert run_convert([str(src), str(dst), '--arch', 'tiny']) == 0
     printed = capsys.readouterr().out
     assert 'timm layout' in printed and "arch 'tiny'" in printed
     assert f'wrote {len(source) - 4} tensors' in printed
@@ -46,7 +51,7 @@ def test_converts_timm_to_our_layout_and_reports(tmp_path, timm_tiny, capsys):
 def test_prefix_makes_an_mmdet_ready_file(tmp_path, timm_tiny):
     src, source = timm_tiny
     dst = tmp_path / 'backbone.pth'
-    assert convert.main([str(src), str(dst), '--prefix', 'backbone']) == 0
+    assert run_convert([str(src), str(dst), '--prefix', 'backbone']) == 0
     state_dict = safe_torch_load(str(dst))['state_dict']
     assert all(key.startswith('backbone.') for key in state_dict)
     assert torch.equal(state_dict['backbone.stages.0.0.gamma'], source['stages.0.blocks.0.gamma'])
@@ -55,20 +60,21 @@ def test_prefix_makes_an_mmdet_ready_file(tmp_path, timm_tiny):
 def test_wrong_arch_writes_nothing(tmp_path, timm_tiny, capsys):
     src, _ = timm_tiny
     dst = tmp_path / 'small.pth'
-    assert convert.main([str(src), str(dst), '--arch', 'base']) == 1
+    assert run_convert([str(src), str(dst), '--arch', 'base']) == 2
     error = capsys.readouterr().err
-    assert "does not fit --arch base: it seems to be arch 'tiny'" in error
-    assert 'downsample_layers.0.0.weight [96, 3, 4, 4] vs [128, 3, 4, 4]' in error
+    assert f'error: checkpoint {src} (SRC) does not fit --arch base: ' in error
+    assert "the checkpoint seems to be arch 'tiny'" in error
+    assert 'downsample_layers.0.0.weight checkpoint [96, 3, 4, 4] vs model [128, 3, 4, 4]' in error
     assert not dst.exists()
 
 
 def test_refuses_to_overwrite_the_source_and_names_a_missing_source(tmp_path, timm_tiny, capsys):
     src, _ = timm_tiny
     before = src.read_bytes()
-    assert convert.main([str(src), str(src)]) == 2
+    assert run_convert([str(src), str(src)]) == 2
     assert 'is the source file' in capsys.readouterr().err
     assert src.read_bytes() == before
-    assert convert.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'x.pth')]) == 2
+    assert run_convert([str(tmp_path / 'nope.pth'), str(tmp_path / 'x.pth')]) == 2
     assert 'nope.pth' in capsys.readouterr().err
 
 
@@ -93,7 +99,7 @@ def mmpretrain_detector(tmp_path):
 def test_whole_model_keeps_neck_heads_and_meta_and_renames_the_backbone(tmp_path, mmpretrain_detector, capsys):
     src, source = mmpretrain_detector
     dst = tmp_path / 'mask_rcnn_ours.pth'
-    assert convert.main([str(src), str(dst), '--whole-model', '--arch', 'tiny']) == 0
+    assert run_convert([str(src), str(dst), '--whole-model', '--arch', 'tiny']) == 0
     printed = capsys.readouterr().out
     assert "backbone backbone.* in mmpretrain names" in printed and "arch 'tiny'" in printed
     assert f'wrote {len(source)} tensors' in printed and ': 186 backbone, 5 others kept' in printed
@@ -117,7 +123,7 @@ def test_whole_model_keeps_neck_heads_and_meta_and_renames_the_backbone(tmp_path
 def test_whole_model_without_a_convnext_backbone_is_refused(tmp_path, capsys):
     src = tmp_path / 'resnet.pth'
     torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(4, 3, 7, 7), 'neck.w': torch.zeros(1)}}, src)
-    assert convert.main([str(src), str(tmp_path / 'x.pth'), '--whole-model']) == 1
+    assert run_convert([str(src), str(tmp_path / 'x.pth'), '--whole-model']) == 2
     error = capsys.readouterr().err
     assert "has no ConvNeXt backbone under 'backbone.'" in error and '--backbone-prefix' in error
     assert not (tmp_path / 'x.pth').exists()
@@ -125,6 +131,6 @@ def test_whole_model_without_a_convnext_backbone_is_refused(tmp_path, capsys):
 
 def test_backbone_mode_says_when_neck_and_heads_were_dropped(tmp_path, mmpretrain_detector, capsys):
     src, _ = mmpretrain_detector
-    assert convert.main([str(src), str(tmp_path / 'backbone.pth'), '--prefix', 'backbone.']) == 0
+    assert run_convert([str(src), str(tmp_path / 'backbone.pth'), '--prefix', 'backbone.']) == 0
     printed = capsys.readouterr().out
     assert 'tensors outside the backbone (neck.*' in printed and '--whole-model keeps neck and heads' in printed

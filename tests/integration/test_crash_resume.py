@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from convnext_dense import runtime  # noqa: F401  (the in-process resume below loads a training checkpoint)
 from convnext_dense.io import safe_torch_load
 from shapes_run import REPO_ROOT, TRAIN, check_ok, logged_losses, make_data, run_tool, tool_env, write_config
 
@@ -90,7 +91,7 @@ def test_completed_run_leaves_no_temporary_files(uninterrupted):
 # written to the temporary file, just before the rename that publishes them.
 KILL_DURING_SAVE = textwrap.dedent('''
     import os, signal
-    import convnext_dense  # noqa: F401  (installs the atomic file backend)
+    import convnext_dense.runtime  # noqa: F401  (installs the atomic file backend)
     from toy_runner import toy_runner
 
     real_replace = os.replace

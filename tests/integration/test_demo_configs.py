@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from convnext_dense.cli import demo
-from convnext_dense.config_paths import config_path
+from convnext_dense.config import config_path
 from convnext_dense.datasets.shapes import make_shapes
 
 ITERS = 2
@@ -34,14 +34,14 @@ def _small_run_options(task: 'demo.Task', data_root: Path) -> list:
 def test_demo_config_trains_validates_and_tests(task, tiny_shapes, tmp_path, repo_root, capsys):
     from convnext_dense.cli import test as test_tool
     from convnext_dense.cli import train
-    from convnext_dense.cli.checks import resolve_scope
+    from convnext_dense.cli.runner import build_runner
 
     work_dir = tmp_path / task.key
     config = config_path(task.config)
     options = _small_run_options(task, tiny_shapes)
     args = train.parse_args([config, '--work-dir', str(work_dir), '--cfg-options', *options])
     cfg = train.load_config(args)
-    runner = train.build_runner(cfg, resolve_scope(cfg, config))
+    runner = build_runner(cfg)
     runner.train()
 
     # The layer-decay constructor gave the stem a smaller lr than the heads.
@@ -73,6 +73,7 @@ def test_table_reports_targets_and_figures_are_written(tmp_path):
     table = demo.format_table(results, wall_s=600.0)
     assert '| 0.612 | 0.550 | - |' in table and '| 0.650 |' in table
     assert 'coco/bbox_mAP >= 0.50: met' in table and 'mIoU >= 0.70: MISSED (0.650)' in table
+    assert demo.target_status(results) == {'coco/bbox_mAP': (0.612, 0.50, True), 'mIoU': (0.65, 0.70, False)}
 
     history = {'loss': [(1, 2.0), (2, 1.5)], 'mIoU': [(2, 40.0)]}
     demo.plot_curves({'seg': history}, tmp_path / 'curves.png')

@@ -164,7 +164,8 @@ def test_v2_b_reproduces_mmdets_published_config_key_by_key():
     assert our_backbone == their_backbone
     assert ours.pop('checkpoint_file') == V2_WEIGHTS + 'convnextv2_base_1k_224_fcmae.pt'
     theirs.pop('checkpoint_file')
-    assert ours.pop('custom_imports') == dict(imports=['convnext_dense'], allow_failed_imports=False)
+    assert ours.pop('custom_imports') == dict(imports=['convnext_dense', 'convnext_dense.runtime'],
+                                              allow_failed_imports=False)
     assert theirs.pop('custom_imports') == dict(imports=['mmcls.models'], allow_failed_imports=False)
     assert ours['optim_wrapper'].pop('constructor') == 'convnext_dense.LearningRateDecayOptimizerConstructor'
     assert theirs['optim_wrapper'].pop('constructor') == 'LearningRateDecayOptimizerConstructor'

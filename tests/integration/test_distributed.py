@@ -139,7 +139,7 @@ def test_only_rank0_writes_logs_and_checkpoints(runs):
                             f'{ts}/vis_data/scalars.json', 'ddp.py', f'iter_{MAX_ITERS}.pth', 'last_checkpoint'])
     log = (timestamps[0] / f'{ts}.log').read_text()
     assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log
-    assert "'backend': 'gloo'" in log  # the CPU path of convnext_dense/cli/cpu_dist.py
+    assert "'backend': 'gloo'" in log  # the CPU path of convnext_dense/cli/runner.py
 
 
 def test_checkpoint_loads_into_a_one_process_test(runs):

@@ -15,7 +15,7 @@ import mmseg  # noqa: F401
 
 from convnext_dense.apis import inference_model, init_model
 from convnext_dense.apis.predictions import detection_record
-from convnext_dense.cli import infer
+from convnext_dense.cli.main import main as cli_main
 
 DET_CONFIG = 'demo/mask_rcnn_convnext_shapes'
 SEG_CONFIG = 'demo/upernet_convnext_shapes'
@@ -56,10 +56,10 @@ def assets(tmp_path_factory):
 
 
 def run_infer(argv, capsys):
-    """``infer.main(argv)`` in this process; returns (exit status, stdout, stderr)."""
+    """``convnext-dense infer ARGV`` in this process; returns (exit status, stdout, stderr)."""
     try:
-        status = infer.main([str(arg) for arg in argv])
-    except SystemExit as exited:
+        status = cli_main(['infer', *[str(arg) for arg in argv]])
+    except SystemExit as exited:  # argparse
         status = exited.code
     captured = capsys.readouterr()
     assert 'Traceback' not in captured.err
@@ -147,7 +147,7 @@ def test_segmentor_classes_come_from_the_config_without_checkpoint_meta(assets, 
     model = init_model(SEG_CONFIG, str(bare))
     from mmengine.config import Config
 
-    from convnext_dense.config_paths import config_path
+    from convnext_dense.config import config_path
     metainfo = Config.fromfile(config_path(SEG_CONFIG)).metainfo
     assert list(model.dataset_meta['classes']) == list(metainfo['classes'])
     assert [tuple(c) for c in model.dataset_meta['palette']] == [tuple(c) for c in metainfo['palette']]

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from conftest import FIXTURES, LogRecords
 from mmengine.logging import MMLogger
 
-from convnext_dense.errors import CheckpointError, UnknownCheckpointLayoutError
+from convnext_dense import checkpoint as checkpoint_module
+from convnext_dense.checkpoint import (convert_fcmae, convert_state_dict, from_ours, load_pretrained, match,
+                                      summarize_keys, summarize_mismatches, to_facebook, to_mmpretrain, to_timm)
+from convnext_dense.errors import (CheckpointError, CheckpointFormatError, CheckpointMismatchError,
+                                   UnknownCheckpointLayoutError)
 from convnext_dense.models import ConvNeXt
-from convnext_dense.models import checkpoint as checkpoint_module
-from convnext_dense.models.checkpoint import (CheckpointMismatchError, compare_with_model, convert_fcmae,
-                                              convert_state_dict, load_pretrained, summarize_keys,
-                                              summarize_mismatches, to_facebook, to_mmpretrain, to_timm)
 
 SMALL_ARCH = dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))
 LAYOUTS = json.loads((FIXTURES / 'convnext_checkpoint_layouts.json').read_text())
@@ -80,7 +80,6 @@ def test_training_gradients_match_timm(tmp_path, timm_name, arch, use_grn):
     """The training path (CPU depthwise-gradient kernel, layer scale folded or not, out-of-place residual)
     gives timm's gradients for every parameter."""
     import timm
-    from convnext_dense.models.checkpoint import convert_state_dict
     reference = randomize_(timm.create_model(timm_name, pretrained=False)).train()
     path = tmp_path / 'timm.pth'
     torch.save(reference.state_dict(), path)
@@ -141,9 +140,9 @@ def test_every_public_layout_converts_with_no_missing_backbone_key(layout_name):
     conversion = convert_state_dict(wrap(layout, source))
     with torch.device('meta'):
         model = ConvNeXt(arch)
-    report = compare_with_model(conversion, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    report, _ = match(wrap(layout, source), model)
 
-    assert conversion.layout == layout
+    assert conversion.layout == report.layout == layout
     assert report.missing == [] and report.unexpected == [] and report.mismatched == []
     assert set(report.ignored) == EXTRA_KEYS[layout]
     assert set(report.initialized) == {f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')}
@@ -279,9 +278,9 @@ def test_another_arch_is_refused_naming_mismatches_and_loads_nothing(tmp_path):
     with pytest.raises(CheckpointMismatchError) as error:
         load_pretrained(model, str(path))
     message = str(error.value)
+    assert message.startswith(f"checkpoint {path} (init_cfg) does not fit ConvNeXt(arch='tiny'): ")
     assert "seems to be arch 'base'" in message
     assert 'downsample_layers.0.0.weight checkpoint [128, 3, 4, 4] vs model [96, 3, 4, 4]' in message
-    assert 'nothing was loaded' in message
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -289,9 +288,10 @@ def test_another_arch_is_refused_naming_mismatches_and_loads_nothing(tmp_path):
 def test_v1_checkpoint_into_v2_model_is_refused(tmp_path, small_state_dict):
     path = tmp_path / 'v1.pth'
     torch.save(small_state_dict, path)
-    with pytest.raises(CheckpointMismatchError, match=r'missing from the checkpoint, first: stages\.0\.0\.grn'):
+    with pytest.raises(CheckpointMismatchError, match=r'\(first: stages\.0\.0\.grn\.\w+ missing from the checkpoint'):
         load_pretrained(ConvNeXt(SMALL_ARCH, use_grn=True), str(path))
-    with pytest.raises(CheckpointMismatchError, match=r'backbone keys the model lacks, first: stages\.0\.0\.gamma'):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'\d+ backbone keys the model lacks \(first: stages\.0\.0\.gamma not in the model'):
         load_pretrained(ConvNeXt(SMALL_ARCH, layer_scale_init_value=0), str(path))
 
 
@@ -555,6 +555,36 @@ def test_weights_only_refusal_names_the_type_and_what_to_do(tmp_path):
     assert f'{_NotPlainData.__module__}._NotPlainData' in message and str(path) in message
     assert "torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth')" in message
     assert 'add_safe_globals' not in message and '\n' not in message
+
+
+def test_a_new_layout_is_one_entry_of_the_table(monkeypatch, small_state_dict):
+    """Detection, renaming (both ways) and the unknown-layout message all read the one table."""
+    def toy_from_ours(state_dict):
+        return {'trunk.' + k: v for k, v in state_dict.items()}
+
+    toy = checkpoint_module.Layout('toy', 'toy names', "'trunk.stages.0.0.dwconv.weight'",
+                                   detect=lambda sd: any(k.startswith('trunk.') for k in sd),
+                                   key_to_ours=lambda key: key[len('trunk.'):], from_ours=toy_from_ours)
+    monkeypatch.setitem(checkpoint_module.LAYOUTS, 'toy', toy)
+    conversion = convert_state_dict(from_ours(small_state_dict, 'toy'))
+    assert conversion.layout == 'toy' and conversion.leftover == []
+    assert all(conversion.state_dict[k] is v for k, v in small_state_dict.items())
+    with pytest.raises(UnknownCheckpointLayoutError, match=r"toy \('trunk\.stages"):
+        convert_state_dict({'conv1.weight': torch.ones(1)})
+    with pytest.raises(CheckpointFormatError, match="cannot write layout 'fcmae'"):
+        from_ours(small_state_dict, 'fcmae')
+
+
+def test_deeper_checkpoint_is_refused_naming_the_blocks_the_model_lacks(tmp_path, small_state_dict):
+    path = tmp_path / 'deeper.pth'
+    torch.save(small_state_dict, path)  # depths (1, 1, 2, 1): one block more in stage 2
+    shallow = ConvNeXt(dict(depths=(1, 1, 1, 1), channels=SMALL_ARCH['channels']))
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_pretrained(shallow, str(path))
+    message = str(error.value)
+    assert '0 shape mismatches, 0 missing of ' in message and ', 9 backbone keys the model lacks' in message
+    assert 'stages.2.1.gamma not in the model' in message
+    assert 'seems to be arch dict(depths=(1, 1, 2, 1), channels=(8, 16, 32, 64))' in message
 
 
 def test_unrecognised_file_names_its_first_keys_and_the_known_layouts(tmp_path):

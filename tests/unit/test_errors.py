@@ -21,8 +21,9 @@ def _raised_names(path: Path):
             yield node.exc.func.id, node.lineno
 
 
-@pytest.mark.parametrize('path', sorted(p.relative_to(PACKAGE).as_posix() for sub in ('models', 'engine',
-                                                                                        'datasets', 'ops')
+@pytest.mark.parametrize('path', sorted(p.relative_to(PACKAGE).as_posix() for sub in ('models', 'engine', 'datasets',
+                                                                                        'ops', 'checkpoint', 'cli',
+                                                                                        'apis')
                                         for p in (PACKAGE / sub).rglob('*.py')))
 def test_every_raise_site_raises_a_package_error(path):
     module = importlib.import_module('convnext_dense.' + path[:-3].replace('/', '.').replace('.__init__', ''))

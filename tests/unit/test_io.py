@@ -1,6 +1,6 @@
 """The one atomic writer (atomic_output / atomic_write) and the clean-up of what a killed write leaves.
 
-The safe checkpoint reader of the same module is tested in test_mmengine_patches.py (training checkpoints)
+The safe checkpoint reader of the same module is tested in test_runtime.py (training checkpoints)
 and test_security.py (crafted files).
 """
 import os

@@ -1,5 +1,6 @@
 """Whole-model checkpoints: mmdet / mmseg models saved with mmpretrain's ConvNeXt load into ours, renamed in
-memory, and give the same predictions; the renaming, the report, and the messages for files that do not fit."""
+memory, and give the same predictions; the renaming, the report, the messages for files that do not fit, and
+the check of ``test`` / ``--resume`` that hands mmengine the file it read."""
 import copy
 import importlib
 import os
@@ -12,9 +13,12 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint, weights_to_cpu
 
+from convnext_dense import runtime  # noqa: F401  (mmengine's local loader takes the file a check read)
+from convnext_dense.checkpoint import (backbone_prefixes, match, read_local_checkpoint, rename_backbone,
+                                      rename_whole_model)
+from convnext_dense.cli.runner import check_checkpoint_fits
+from convnext_dense.errors import CheckpointMismatchError
 from convnext_dense.models import ConvNeXt
-from convnext_dense.models.whole_model import (backbone_prefixes, compare_whole_model, rename_backbone,
-                                               rename_whole_model)
 
 SMALL = dict(depths=[1, 1, 2, 1], channels=[16, 32, 64, 128])
 DENSE_CONFIGS = {'mmdet': 'mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
@@ -84,14 +88,14 @@ def test_our_and_the_authors_layouts_are_left_as_they_are():
 def test_report_names_renamed_loaded_ignored_and_missing():
     source = mmpretrain_names(Detectorish().state_dict())
     del source['decode_head.weight']
-    renamed, renames = rename_whole_model(source, ['backbone.'])
-    model_shapes = {k: tuple(v.shape) for k, v in Detectorish().state_dict().items()}
-    report = compare_whole_model(renamed, renames, model_shapes, source='det.pth')
+    model = Detectorish()
+    report, renamed = match({'state_dict': source}, model, source='det.pth')
     assert report.missing == ['decode_head.weight'] and not report.fits
-    assert len(report.loaded) == len(model_shapes) - 1
+    assert len(report.loaded) == len(model.state_dict()) - 1 and 'backbone.stages.0.0.dwconv.weight' in renamed
     summary = report.summary()
     assert summary.startswith('ConvNeXt weights from det.pth (backbone layout: backbone. mmpretrain): renamed ')
-    assert 'missing: decode_head.weight' in summary and 'ignored: none' in summary
+    assert 'missing: decode_head.weight' in summary
+    assert 'ignored (classifier head / final norm / not backbone): none' in summary
 
 
 # --- loading through load_state_dict (load_from, --resume, load_checkpoint) ---------------------------------
@@ -241,10 +245,33 @@ def test_config_backbone_with_only_the_type_switched_loads_an_mmpretrain_file(tm
 # --- tools/test.py's check: rename first, then refuse what still does not fit --------------------------------
 
 def test_checkpoint_check_accepts_an_mmpretrain_named_whole_model(tmp_path):
-    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'whole.pth'
     save_like_the_runner_dict(mmpretrain_names(Detectorish().state_dict()), path)
-    _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+
+
+def test_checked_checkpoint_is_read_once_and_handed_over_renamed(tmp_path, monkeypatch):
+    """test / --resume check the file, then mmengine loads it: the second load gets what the check read,
+    with the backbone already under our names, once; a changed file is read again."""
+    path = tmp_path / 'whole.pth'
+    reference = randomized(Detectorish())
+    save_like_the_runner_dict(mmpretrain_names(reference.state_dict()), path)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, 'load', lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    model = Detectorish()
+    loaded = load_checkpoint(model, str(path), map_location='cpu', strict=True)  # mmengine's own loader
+    assert reads == [str(path)]
+    assert loaded['meta'] == dict(epoch=1) and 'backbone.stages.0.0.dwconv.weight' in loaded['state_dict']
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    read_local_checkpoint(str(path))  # handed over once: this one reads the file again
+    assert reads == [str(path)] * 2
+    check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    save_like_the_runner_dict(Detectorish().state_dict(), path)  # the file changes before mmengine reads it
+    assert 'backbone.stages.0.0.depthwise_conv.weight' not in read_local_checkpoint(str(path))['state_dict']
+    assert len(reads) == 4
 
 
 def save_like_the_runner_dict(state_dict, path) -> None:
@@ -252,14 +279,13 @@ def save_like_the_runner_dict(state_dict, path) -> None:
 
 
 def test_checkpoint_check_says_a_backbone_file_is_no_whole_model(tmp_path):
-    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'convnext_tiny_1k_224.pth'
     state_dict = {k[len('backbone.'):]: v for k, v in Detectorish().state_dict().items() if k.startswith('backbone.')}
     state_dict.update({'norm.weight': torch.ones(128), 'norm.bias': torch.zeros(128),
                        'head.weight': torch.zeros(10, 128), 'head.bias': torch.zeros(10)})
     torch.save({'model': state_dict}, path)
-    with pytest.raises(_run_checks.CliError) as info:
-        _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
     message = str(info.value)
     assert 'it holds a ConvNeXt backbone only (facebook layout, arch dict(depths=(1, 1, 2, 1)' in message
     assert "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE)" in message
@@ -267,12 +293,11 @@ def test_checkpoint_check_says_a_backbone_file_is_no_whole_model(tmp_path):
 
 
 def test_checkpoint_check_names_the_rename_and_the_arch_of_a_foreign_whole_model(tmp_path):
-    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'whole_v2.pth'
     save_like_the_runner_dict(mmpretrain_names(Detectorish(use_grn=True, layer_scale_init_value=0.0).state_dict()),
                               path)
-    with pytest.raises(_run_checks.CliError) as info:
-        _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
     message = str(info.value)
     assert 'its backbone.* keys were renamed from mmpretrain names' in message
     assert 'seems to be arch dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 128)) (V2, GRN)' in message
@@ -280,9 +305,8 @@ def test_checkpoint_check_names_the_rename_and_the_arch_of_a_foreign_whole_model
 
 
 def test_checkpoint_check_keeps_refusing_another_model(tmp_path):
-    from convnext_dense.cli import run_checks as _run_checks
     path = tmp_path / 'resnet.pth'
     save_like_the_runner_dict({'backbone.conv1.weight': torch.zeros(8, 3, 7, 7),
                                'neck.weight': torch.zeros(8, 128, 1, 1)}, path)
-    with pytest.raises(_run_checks.CliError, match='it was trained with another arch or config'):
-        _run_checks.check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')
+    with pytest.raises(CheckpointMismatchError, match='it was trained with another arch or config'):
+        check_checkpoint_fits(Detectorish(), str(path), 'CHECKPOINT')

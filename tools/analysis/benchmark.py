@@ -1,7 +1,7 @@
 """Speed and memory benchmarks: a shim over ``convnext_dense.benchmark`` (``--help`` lists the modes)."""
 import sys
 
-from convnext_dense.benchmark import main
+from convnext_dense.cli.main import main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(['benchmark', *sys.argv[1:]]))

@@ -1,7 +1,8 @@
-"""ConvNeXt architecture settings: the bottom of ``convnext_dense.models``.
+"""ConvNeXt architecture settings: stage depths and widths per arch name, the number of stages, the stem.
 
-The model, the checkpoint converters and the layer-decay constructor all read the stage layout from here,
-so none of them imports another to learn how many stages a ConvNeXt has.
+The model (``models/``), the checkpoint package (``checkpoint/``) and the layer-decay constructor
+(``engine/``) all read the stage layout from here, so none of them imports another to learn how many stages
+a ConvNeXt has; in particular the checkpoint package names the arch of a file without importing the model.
 """
 from typing import Dict, Tuple, Union
 
@@ -22,6 +23,7 @@ ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
 }
 
 NUM_STAGES = 4
+#: The stem is a 4x4 patchify convolution with stride 4 (mmpretrain calls it ``stem_patch_size``).
 STEM_STRIDE = 4
 
 

@@ -1,4 +1,5 @@
-"""Full mmengine training checkpoints load again on torch >= 2.6; code-running pickles are refused."""
+"""The mmengine patches of ``convnext_dense.runtime``: full mmengine training checkpoints load again on
+torch >= 2.6, code-running pickles are refused, checkpoints are written atomically."""
 import os
 import pickle
 
@@ -9,6 +10,7 @@ from conftest import RunsCodeWhenUnpickled
 from mmengine.runner import load_checkpoint
 
 from convnext_dense.io import safe_torch_load
+from convnext_dense.runtime import AtomicLocalBackend
 from toy_runner import ToyModel, toy_runner
 
 
@@ -67,7 +69,6 @@ def test_getattr_is_only_allowed_for_history_buffer_methods(tmp_path):
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     from mmengine.fileio import get_file_backend
-    from convnext_dense.mmengine_patches import AtomicLocalBackend
     target = tmp_path / 'ckpt' / 'iter_2.pth'
     backend = get_file_backend(str(target))
     assert isinstance(backend, AtomicLocalBackend)

@@ -1,4 +1,5 @@
-"""Where the configs are, and how a config argument (a path or a name) becomes a loaded config.
+"""Configs: where ours are, how a config argument (a path or a name) becomes a loaded config, which task a
+config is for, and the edits single-process tools make to it.
 
 The configs ship inside the installed package (``convnext_dense/configs/``); in a clone or an editable
 install they are the repository's ``configs/`` folder. Every config argument of the command line and of
@@ -14,13 +15,19 @@ import ast
 import difflib
 import os.path as osp
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
+
+from mmengine.config import Config
 
 from convnext_dense.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Config file kinds mmengine reads.
 CONFIG_SUFFIXES = ('.py', '.json', '.yaml', '.yml')
+#: ``default_scope`` -> task: the scope decides which of mmdet and mmseg builds and runs the config.
+TASKS = {'mmdet': 'det', 'mmseg': 'seg'}
+#: Norm types that need a process group, replaced by ``'BN'`` in single-process builds.
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
 
 def config_root() -> Path:
@@ -106,14 +113,13 @@ def find_syntax_error(path: str, seen: Optional[set] = None) -> Optional[Tuple[s
     return None
 
 
-def load_config(name_or_path: Union[str, Path]):
+def load_config(name_or_path: Union[str, Path]) -> Config:
     """Resolves ``name_or_path`` (see :func:`config_path`) and reads it with mmengine's ``Config.fromfile``.
 
     Raises:
         ConfigError: See :func:`config_path`; also a syntax error (file and line named) or a missing
             ``_base_`` file.
     """
-    from mmengine.config import Config
     path = config_path(name_or_path)
     try:
         return Config.fromfile(path)
@@ -123,3 +129,33 @@ def load_config(name_or_path: Union[str, Path]):
         raise ConfigError(f'config {path} has a Python syntax error in {where}; fix that line') from error
     except FileNotFoundError as error:
         raise ConfigError(f'config {path}: {error}; fix its _base_ paths (relative to the file)') from error
+
+
+def task_of(cfg: Config) -> str:
+    """``'det'`` or ``'seg'``, from the config's ``default_scope`` (``mmdet`` or ``mmseg``).
+
+    Raises:
+        ConfigError: Any other scope; the message names the config file and the two that work.
+    """
+    scope = cfg.get('default_scope')
+    if scope not in TASKS:
+        raise ConfigError(f"{cfg.filename}: default_scope is {scope!r}; set default_scope='mmdet' (detection) "
+                          f"or 'mmseg' (segmentation)")
+    return TASKS[scope]
+
+
+def syncbn_to_bn(node: Any) -> Any:
+    """Returns a copy of a config node with every SyncBN ``type`` replaced by ``'BN'``.
+
+    Analysis tools build a config's model in one process, often on the CPU, where SyncBN cannot run: it needs
+    a process group. Plain BN has the same parameters, FLOPs and per-device cost.
+
+    Args:
+        node: A (nested) model config: dicts, lists and tuples are copied, other values kept as they are.
+    """
+    if isinstance(node, dict):
+        return {key: ('BN' if key == 'type' and value in SYNC_BN_TYPES else syncbn_to_bn(value))
+                for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(syncbn_to_bn(item) for item in node)
+    return node

@@ -1,9 +1,12 @@
-"""Config arguments take a path or a shipped config's name; bad ones fail in one line naming file and fix."""
+"""Config arguments take a path or a shipped config's name; bad ones fail in one line naming file and fix;
+the task of a config; the SyncBN edit of single-process tools."""
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 
-from convnext_dense.config_paths import config_names, config_path, config_root, find_syntax_error, load_config
+from convnext_dense.config import (config_names, config_path, config_root, find_syntax_error, load_config,
+                                   syncbn_to_bn, task_of)
 from convnext_dense.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +77,33 @@ def test_own_config_inherits_a_shipped_one_by_its_path(tmp_path):
     assert cfg.model.roi_head.bbox_head.num_classes == 3
     assert cfg.model.backbone.type == 'convnext_dense.ConvNeXt'  # from our config and its own _base_ files
     assert cfg.optim_wrapper.paramwise_cfg.decay_rate == load_config(MASK_RCNN_T).optim_wrapper.paramwise_cfg.decay_rate
+
+
+def test_syncbn_to_bn_replaces_every_sync_norm_and_leaves_the_input_alone():
+    config = dict(backbone=dict(type='convnext_dense.ConvNeXt', norm_cfg=dict(type='MMSyncBN')),
+                  roi_head=dict(bbox_head=[dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
+                                           dict(norm_cfg=dict(type='GN', num_groups=8))]),
+                  pool_scales=(1, 2, 3, 6))
+
+    converted = syncbn_to_bn(config)
+
+    assert converted['backbone'] == dict(type='convnext_dense.ConvNeXt', norm_cfg=dict(type='BN'))
+    assert converted['roi_head']['bbox_head'] == [dict(norm_cfg=dict(type='BN', requires_grad=True)),
+                                                  dict(norm_cfg=dict(type='GN', num_groups=8))]
+    assert converted['pool_scales'] == (1, 2, 3, 6)
+    assert config['roi_head']['bbox_head'][0]['norm_cfg']['type'] == 'SyncBN'  # a copy, not an edit
+    assert config['backbone']['norm_cfg']['type'] == 'MMSyncBN'
+
+
+@pytest.mark.parametrize('scope, task', [('mmdet', 'det'), ('mmseg', 'seg')])
+def test_task_of_reads_the_default_scope(scope, task):
+    assert task_of(Config(dict(default_scope=scope))) == task
+
+
+def test_task_of_refuses_another_scope_naming_the_file(tmp_path):
+    path = tmp_path / 'cls.py'
+    path.write_text("default_scope = 'mmpretrain'\n")
+    with pytest.raises(ConfigError) as error:
+        task_of(load_config(str(path)))
+    assert str(error.value) == (f"{path}: default_scope is 'mmpretrain'; set default_scope='mmdet' (detection) or "
+                                f"'mmseg' (segmentation)")
