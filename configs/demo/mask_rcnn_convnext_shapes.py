@@ -158,12 +158,12 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=va
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
-# AdamW with the ConvNeXt recipe's layer-wise decay (num_layers 6 for atto's 6-block third stage).
+# AdamW with the ConvNeXt recipe's layer-wise decay (num_layers derived: 6 for atto's 6-block third stage).
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='convnext_dense.LearningRateDecayOptimizerConstructor',
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise', num_layers=6),
+    paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise'),
     clip_grad=dict(max_norm=10.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),

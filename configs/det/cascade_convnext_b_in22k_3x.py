@@ -7,5 +7,4 @@ checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_base_22k_224
 model = dict(
     backbone=dict(arch='base', drop_path_rate=0.6, init_cfg=dict(checkpoint=checkpoint_file)),
     neck=dict(in_channels=[128, 256, 512, 1024]))
-# num_layers 12: third stage of depth 27
-optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.8, num_layers=12), optimizer=dict(lr=1e-4))
+optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.8), optimizer=dict(lr=1e-4))

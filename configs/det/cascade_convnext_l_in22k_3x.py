@@ -7,5 +7,4 @@ checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_large_22k_22
 model = dict(
     backbone=dict(arch='large', drop_path_rate=0.7, init_cfg=dict(checkpoint=checkpoint_file)),
     neck=dict(in_channels=[192, 384, 768, 1536]))
-# num_layers 12: third stage of depth 27
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=12), optimizer=dict(lr=1e-4))
+optim_wrapper = dict(optimizer=dict(lr=1e-4))

@@ -7,5 +7,3 @@ checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_small_1k_224
 model = dict(
     backbone=dict(arch='small', drop_path_rate=0.6, init_cfg=dict(checkpoint=checkpoint_file)),
     neck=dict(in_channels=[96, 192, 384, 768]))
-# num_layers 12: third stage of depth 27
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -13,5 +13,5 @@ model = dict(
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(
-    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6),
+    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise'),
     optimizer=dict(lr=2e-4))

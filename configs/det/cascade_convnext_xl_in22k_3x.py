@@ -7,5 +7,4 @@ checkpoint_file = 'https://dl.fbaipublicfiles.com/convnext/convnext_xlarge_22k_2
 model = dict(
     backbone=dict(arch='xlarge', drop_path_rate=0.8, init_cfg=dict(checkpoint=checkpoint_file)),
     neck=dict(in_channels=[256, 512, 1024, 2048]))
-# num_layers 12: third stage of depth 27
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=12), optimizer=dict(lr=1e-4))
+optim_wrapper = dict(optimizer=dict(lr=1e-4))

@@ -44,7 +44,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     constructor='convnext_dense.LearningRateDecayOptimizerConstructor',
-    paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise', num_layers=12),
+    paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise'),
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))

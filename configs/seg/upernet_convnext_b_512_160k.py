@@ -8,4 +8,3 @@ model = dict(
         init_cfg=dict(checkpoint='https://dl.fbaipublicfiles.com/convnext/convnext_base_1k_224.pth')),  # official non-EMA
     decode_head=dict(in_channels=(128, 256, 512, 1024)),
     auxiliary_head=dict(in_channels=512))
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))  # third stage of depth 27

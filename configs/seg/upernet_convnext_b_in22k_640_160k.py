@@ -22,4 +22,4 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     optimizer=dict(lr=1e-4),
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=12))  # third stage of depth 27
+    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise'))

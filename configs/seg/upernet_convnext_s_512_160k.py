@@ -8,4 +8,3 @@ model = dict(
         init_cfg=dict(checkpoint='https://dl.fbaipublicfiles.com/convnext/convnext_small_1k_224.pth')),  # official non-EMA
     decode_head=dict(in_channels=(96, 192, 384, 768)),
     auxiliary_head=dict(in_channels=384))
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))  # third stage of depth 27

@@ -7,6 +7,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from convnext_dense.arch import ARCH_SETTINGS
+from convnext_dense.engine.layer_decay import default_num_layers
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DET_CONFIGS = sorted((REPO_ROOT / 'configs' / 'det').glob('*.py')) + sorted(
     (REPO_ROOT / 'configs' / 'demo').glob('mask_rcnn_*.py'))
@@ -73,7 +76,8 @@ def test_paper_recipe(stem):
     wrapper = cfg.optim_wrapper
     assert (wrapper.type, wrapper.loss_scale) == ('AmpOptimWrapper', 'dynamic')
     assert wrapper.constructor == 'convnext_dense.LearningRateDecayOptimizerConstructor'
-    assert wrapper.paramwise_cfg == dict(decay_rate=decay_rate, decay_type='layer_wise', num_layers=num_layers)
+    # num_layers is derived from the backbone; test_optimizer_has_paper_lr_scales checks it is the paper's
+    assert wrapper.paramwise_cfg == dict(decay_rate=decay_rate, decay_type='layer_wise')
     assert dict(wrapper.optimizer) == dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05)
     # 16 images per iteration: 8 GPUs x 2, which auto_scale_lr refers to.
     assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 16
@@ -101,6 +105,7 @@ def test_train_augmentation_is_the_papers():
 
 @pytest.mark.parametrize('stem', sorted(RECIPES))
 def test_optimizer_has_paper_lr_scales(stem):
+    """Every parameter's lr with the paper's num_layers (6 for T, 12 for S/B/L/XL), derived by the constructor."""
     from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
     _, _, _, lr, decay_rate, num_layers, _, _ = RECIPES[stem]
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / f'{stem}.py'))
@@ -150,7 +155,8 @@ def test_v2_b_reproduces_mmdets_published_config_key_by_key():
     """Every key of mmdet's merged config, with the same value, except what names our package: the backbone
     type and checkpoint (the official FCMAE file, loaded without mmpretrain's conversion), the import of our
     package, our optimizer constructor (the same rule, plus GRN out of weight decay), and what our runtime
-    adds without changing the recipe (a non-finite-loss stop, the --tta pipeline, a base variable)."""
+    adds without changing the recipe (a non-finite-loss stop, the --tta pipeline, a base variable); its
+    num_layers=12 our constructor derives from the backbone."""
     ours = plain(Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnextv2_b_fcmae_lsj_3x.py'))
                  .to_dict())
     theirs = plain(MMDET_V2_B['config'])
@@ -169,6 +175,8 @@ def test_v2_b_reproduces_mmdets_published_config_key_by_key():
     assert theirs.pop('custom_imports') == dict(imports=['mmcls.models'], allow_failed_imports=False)
     assert ours['optim_wrapper'].pop('constructor') == 'convnext_dense.LearningRateDecayOptimizerConstructor'
     assert theirs['optim_wrapper'].pop('constructor') == 'LearningRateDecayOptimizerConstructor'
+    assert theirs['optim_wrapper']['paramwise_cfg'].pop('num_layers') == 12 == default_num_layers(
+        ARCH_SETTINGS['base'][0])
     assert ours.pop('custom_hooks') == [dict(type='convnext_dense.FiniteLossHook')]
     assert {ours.pop('tta_model')['type'], ours.pop('tta_pipeline')[1]['type']} == {'DetTTAModel', 'TestTimeAug'}
     ours.pop('multi_scales')  # our base's multi-scale list, used by no pipeline of this config
@@ -188,7 +196,8 @@ def test_v2_detectors_are_the_b_recipe_with_their_backbone(stem):
     assert (backbone.arch, backbone.use_grn, backbone.layer_scale_init_value) == (arch, True, 0.0)
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=V2_WEIGHTS + weights)
     assert list(cfg.model.neck.in_channels) == fpn_in
-    assert cfg.optim_wrapper.paramwise_cfg == dict(decay_rate=0.95, decay_type='layer_wise', num_layers=12)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(decay_rate=0.95, decay_type='layer_wise')
+    assert default_num_layers(ARCH_SETTINGS[arch][0]) == 12  # what the constructor derives, as mmdet's sets
     assert cfg.optim_wrapper.optimizer.lr == 1e-4
     assert cfg.model.test_cfg.rcnn.nms.type == 'soft_nms'
     for key in ('train_pipeline', 'train_dataloader', 'param_scheduler', 'train_cfg', 'optim_wrapper'):

@@ -10,12 +10,13 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]
 
-# Configs set lr and paramwise_cfg (decay_rate, num_layers) from the paper's table.
+# Configs set lr and paramwise_cfg.decay_rate from the paper's table; the constructor derives num_layers from
+# the backbone (6 for a third stage of depth 9, 12 for 27), as the paper's configs set it.
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     constructor='convnext_dense.LearningRateDecayOptimizerConstructor',
-    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise', num_layers=6),
+    paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise'),
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
 
 # The lr above is for 16 images per iteration; `--auto-scale-lr` rescales it for other batch sizes.
