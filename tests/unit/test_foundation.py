@@ -1,10 +1,76 @@
-"""The foundation: mmcv's compiled ops and registry scopes (the light import and the env report are checked in
-a fresh process in tests/integration/test_fresh_process.py)."""
+"""The foundation: mmcv's compiled ops, registry scopes, and a package without import cycles (the light import
+and the env report are checked in a fresh process in tests/integration/test_fresh_process.py)."""
+import ast
+from pathlib import Path
+from typing import Dict, List, Set
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
 
+import convnext_dense
 from convnext_dense.models import ConvNeXt
+
+PACKAGE = Path(convnext_dense.__file__).parent
+
+
+def package_imports() -> Dict[str, Set[str]]:
+    """``{module: modules of the package it imports}``, imports inside functions included; a submodule import
+    also counts its parent packages (their ``__init__`` runs first), but for the root's, which every module needs."""
+    modules = {'.'.join(p.relative_to(PACKAGE.parent).with_suffix('').parts).removesuffix('.__init__'): p
+               for p in PACKAGE.rglob('*.py')}
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                parts = target.split('.')
+                graph[name] |= {q for q in ('.'.join(parts[:i]) for i in range(2, len(parts) + 1))
+                                if q in modules and q != name and not name.startswith(q + '.')}
+    return graph
+
+
+def import_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    cycles: List[List[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while not component or component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_back_what_imports_it():
+    graph = package_imports()
+    assert 'convnext_dense.checkpoint' in graph['convnext_dense.models.convnext']  # the graph is read
+    assert not any(target.startswith('convnext_dense.models') for module in graph
+                   if module.startswith('convnext_dense.checkpoint') for target in graph[module])
+    assert import_cycles(graph) == []
+    assert import_cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
 
 
 def test_mmcv_compiled_ops_run():
