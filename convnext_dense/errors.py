@@ -53,3 +53,24 @@ class UnknownCheckpointLayoutError(CheckpointFormatError):
 
 class DeployError(ConvNeXtDenseError, ValueError):
     """A model, option or input that ONNX export or the ONNX Runtime predictor cannot handle."""
+
+
+class DownloadError(CheckpointError):
+    """Released weights that could not be downloaded: the message names the URL, the reason (DNS, TLS, an HTTP
+    status, a timeout, a connection closed mid-file, not a checkpoint) and the fallback.
+
+    Args:
+        message: The one-line message.
+        url: The URL that was asked for (after the mirror rewrite).
+        reason: Short machine-readable cause: ``'dns'``, ``'tls'``, ``'http'``, ``'timeout'``, ``'refused'``,
+            ``'network'``, ``'incomplete'``, ``'not-a-checkpoint'`` or ``'hash'``.
+    """
+
+    def __init__(self, message: str, url: str = '', reason: str = '') -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class HashMismatchError(DownloadError):
+    """A downloaded file whose SHA-256 is not the one its file name or the metafile gives; it is not kept."""
