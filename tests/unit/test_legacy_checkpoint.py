@@ -24,10 +24,16 @@ def written(tmp_path_factory):
     return fixtures.write_all(tmp_path_factory.mktemp('mmcv1'))
 
 
+@pytest.fixture(scope='module')
+def loaded(written):
+    """Each file as ``io.safe_torch_load`` (weights_only=True) reads it."""
+    return {kind: safe_torch_load(str(path)) for kind, (path, _) in written.items()}
+
+
 @pytest.mark.parametrize('kind', fixtures.KINDS)
-def test_an_mmcv1_file_loads_with_meta_and_optimizer_under_weights_only(written, kind):
-    path, model = written[kind]
-    checkpoint = safe_torch_load(str(path))
+def test_an_mmcv1_file_loads_with_meta_and_optimizer_under_weights_only(written, loaded, kind):
+    model = written[kind][1]
+    checkpoint = loaded[kind]
     assert set(checkpoint) == {'meta', 'state_dict', 'optimizer'}
     meta = checkpoint['meta']
     assert meta['mmcv_version'].startswith('1.') and meta['hook_msgs']['last_ckpt'].endswith('.pth')
@@ -55,20 +61,31 @@ def test_keys_are_what_mmdet2_and_mmseg0_name_them(written, kind):
     assert ours == recorded
 
 
-def test_an_openmmlab_published_file_loads(written, tmp_path):
-    path, _ = written['upernet']
-    published = fixtures.publish(safe_torch_load(str(path)), tmp_path, 'upernet_convnext_atto_20220227_124553')
+@pytest.mark.parametrize('kind', fixtures.KINDS)
+def test_mmengines_load_checkpoint_fills_every_tensor_of_a_fresh_model(written, kind):
+    """The path of ``test CONFIG FILE`` and ``load_from``: nothing missing, nothing unexpected, same values."""
+    from mmengine.runner import load_checkpoint
+    path, trained = written[kind]
+    fresh = fixtures.build_model(kind, seed=1)
+    assert not torch.equal(fresh.state_dict()['backbone.norm3.weight'], trained.state_dict()['backbone.norm3.weight'])
+    checkpoint = load_checkpoint(fresh, str(path), map_location='cpu', strict=True)
+    assert legacy.dataset_meta_of(checkpoint)['classes'] == tuple(fixtures.load_config(kind).classes)
+    expected = trained.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in fresh.state_dict().items())
+
+
+def test_an_openmmlab_published_file_loads(loaded, tmp_path):
+    published = fixtures.publish(loaded['upernet'], tmp_path, 'upernet_convnext_atto_20220227_124553')
     with open(published, 'rb') as handle:
         assert handle.read(2) == b'\x80\x02'  # torch's legacy (non-zip) format
     checkpoint = safe_torch_load(str(published))
     assert 'optimizer' not in checkpoint and legacy.dataset_meta_of(checkpoint)['classes'][0] == 'background'
 
 
-def test_a_crafted_mmcv1_file_is_still_refused(written, tmp_path):
-    path, _ = written['mask_rcnn']
-    checkpoint = safe_torch_load(str(path))
+def test_a_crafted_mmcv1_file_is_still_refused(loaded, tmp_path):
+    checkpoint = dict(loaded['mask_rcnn'], meta=dict(loaded['mask_rcnn']['meta']))
     marker = tmp_path / 'code_ran'
-    checkpoint['meta']['hook_msgs']['last_ckpt'] = RunsCodeWhenUnpickled(str(marker))
+    checkpoint['meta']['hook_msgs'] = dict(last_ckpt=RunsCodeWhenUnpickled(str(marker)))
     crafted = fixtures.write(checkpoint, tmp_path / 'crafted.pth')
     with pytest.raises(CheckpointError, match='posix.mkdir'):
         safe_torch_load(str(crafted))
@@ -87,9 +104,8 @@ def test_numpy1_scalars_in_meta_load(tmp_path):
     assert safe_torch_load(str(path))['meta']['hook_msgs']['best_score'] == pytest.approx(0.4611)
 
 
-def test_dataset_meta_of_every_kind_of_file(written):
-    det = safe_torch_load(str(written['mask_rcnn'][0]))
-    seg = safe_torch_load(str(written['upernet'][0]))
+def test_dataset_meta_of_every_kind_of_file(loaded):
+    det, seg = loaded['mask_rcnn'], loaded['upernet']
     assert legacy.dataset_meta_of(det) == {'classes': ('circle', 'square', 'triangle', 'star', 'ring')}
     seg_meta = legacy.dataset_meta_of(seg)
     assert seg_meta['classes'][0] == 'background' and seg_meta['palette'][1] == (220, 20, 60)
@@ -112,7 +128,7 @@ def test_a_rename_rule_renames_and_reports():
     assert legacy.LEGACY_KEY_RENAMES == ()
 
 
-def test_fixture_file_meta_is_only_plain_data(written):
+def test_fixture_file_meta_is_only_plain_data(written, loaded):
     """Nothing but containers, strings, numbers and tensors: what the allow-list is sized to."""
     def plain(value):
         if isinstance(value, dict):
@@ -120,8 +136,7 @@ def test_fixture_file_meta_is_only_plain_data(written):
         if isinstance(value, (list, tuple)):
             return all(plain(v) for v in value)
         return value is None or isinstance(value, (str, int, float, bool, torch.Tensor))
-    for path, _ in written.values():
-        checkpoint = safe_torch_load(str(path))
+    for checkpoint in loaded.values():
         assert plain(checkpoint['meta']) and plain(checkpoint['optimizer'])
     with open(written['upernet'][0], 'rb') as handle:
         assert handle.read(4) == b'PK\x03\x04'  # torch >= 1.6's zip format, as the authors' files
