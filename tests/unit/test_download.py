@@ -2,22 +2,17 @@
 and one line per failure (404, mid-file close, wrong hash, unreachable host, DNS, timeout) with nothing left in
 the cache that a later call would take for the file."""
 import hashlib
-import http.server
 import io
 import socket
-import threading
-import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from fixtures.weights_server import SLOW_SECONDS, Server
 
 from convnext_dense.checkpoint import download as dl
 from convnext_dense.errors import CheckpointError, ConfigError, DownloadError, HashMismatchError
 from convnext_dense.io import safe_torch_load
-
-SLOW_SECONDS = 1.0
 
 
 def checkpoint_bytes(seed: int = 0) -> bytes:
@@ -26,56 +21,6 @@ def checkpoint_bytes(seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     torch.save({'state_dict': {'w': torch.randn(300, 300, generator=generator)}}, buffer)
     return buffer.getvalue()
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """``/files/<path>`` the file; ``/half/<path>`` half of it, then closes; ``/slow/<path>`` waits first;
-    ``/html/<path>`` an HTML page with status 200; anything else 404."""
-
-    def log_message(self, *args):  # keep the test output clean
-        pass
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.server.requests[self.path] += 1
-        kind, _, name = self.path.lstrip('/').partition('/')
-        body = self.server.files.get(name)
-        if kind == 'html':
-            page = b'<!DOCTYPE html><html><body>Sign in to continue</body></html>'
-            self.send_response(200)
-            self.send_header('Content-Type', 'text/html')
-            self.send_header('Content-Length', str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
-        if body is None or kind not in ('files', 'half', 'slow'):
-            self.send_error(404, 'Not Found')
-            return
-        if kind == 'slow':
-            time.sleep(SLOW_SECONDS)
-        self.send_response(200)
-        self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[:len(body) // 2] if kind == 'half' else body)
-        if kind == 'half':
-            self.wfile.flush()
-            self.close_connection = True
-
-
-class Server:
-    def __init__(self, files):
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.files, self.httpd.requests = files, Counter()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f'http://127.0.0.1:{self.httpd.server_address[1]}'
-        self.requests = self.httpd.requests
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
 
 
 PAYLOAD = checkpoint_bytes()
