@@ -2,9 +2,10 @@
 model zoos of that era (which mmdet 3.x and mmseg 1.x still link), as mmdet 3.x / mmseg 1.x read them.
 
 What those files hold, read from the code that wrote them (mmcv 1.3-1.7 ``runner/checkpoint.py``
-``save_checkpoint``, the runners' ``save_checkpoint``, ``CheckpointHook``; mmdet 2.11's and 2.28's and mmseg
-0.11's and 0.30's ``tools/train.py``; the authors' ``EpochBasedRunnerAmp`` / ``IterBasedRunnerAmp`` in
-facebookresearch/ConvNeXt and the Swin / BEiT code it builds on):
+``save_checkpoint``, the runners' ``save_checkpoint``, ``CheckpointHook``; the ``tools/train.py`` of mmdet 2.11
+(the Swin detection code the authors built on) and 2.28 and of mmseg 0.30 (mmseg 0.11's, which the authors'
+BEiT-based segmentation code used, was not at hand: only the BEiT-style copies of it); the authors'
+``EpochBasedRunnerAmp`` / ``IterBasedRunnerAmp`` in facebookresearch/ConvNeXt):
 
 - ``state_dict``: an ``OrderedDict`` of CPU tensors (parameters and buffers, BN ``num_batches_tracked``
   included) with its ``_metadata``, under the model's own names (no ``module.``).
