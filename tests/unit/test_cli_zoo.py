@@ -24,7 +24,8 @@ def test_zoo_lists_every_det_and_seg_config_with_its_weights(capsys):
     assert sorted(cells) == sorted(config_stems('det') + config_stems('seg'))
     assert cells['cascade_convnext_t_3x'] == ['cascade_convnext_t_3x', 'det', 'ConvNeXt-T', 'ImageNet-1K',
                                               '86M / 741G', 'box 50.4, mask 43.7', 'ConvNeXt authors, OpenMMLab']
-    assert cells['upernet_convnext_xl_in22k_640_160k'][-2:] == ['mIoU 53.6, ms+flip 54.0', 'ConvNeXt authors, OpenMMLab']
+    assert cells['upernet_convnext_xl_in22k_640_160k'][-2:] == ['mIoU 53.6, ms+flip 54.0',
+                                                                'ConvNeXt authors, OpenMMLab']
     assert cells['cascade_convnext_xl_in22k_3x'][-1] == 'ConvNeXt authors'
     assert cells['mask_rcnn_convnextv2_b_fcmae_lsj_3x'][-3:] == ['-', 'box 52.9, mask 46.4', 'OpenMMLab']
     assert cells['mask_rcnn_convnextv2_l_fcmae_lsj_3x'][-3:] == ['-', 'not published', 'no']

@@ -160,10 +160,11 @@ def test_not_enough_space_is_said_before_downloading(server, cache, monkeypatch)
 def test_the_mirror_rewrites_the_host(server, cache, monkeypatch, tmp_path):
     published = 'https://dl.fbaipublicfiles.com/convnext/coco/mask_rcnn.pth'
     assert dl.apply_mirror(published, '') == published
-    assert dl.apply_mirror(published, 'https://m.example.org/w/') == 'https://m.example.org/w/convnext/coco/mask_rcnn.pth'
+    rewritten = dl.apply_mirror(published, 'https://m.example.org/w/')
+    assert rewritten == 'https://m.example.org/w/convnext/coco/mask_rcnn.pth'
     assert dl.apply_mirror(published, 'download.openmmlab.com=https://m.example.org') == published
-    assert dl.apply_mirror(published, 'download.openmmlab.com=https://a.example, dl.fbaipublicfiles.com=http://b.example'
-                           ) == 'http://b.example/convnext/coco/mask_rcnn.pth'
+    rules = 'download.openmmlab.com=https://a.example, dl.fbaipublicfiles.com=http://b.example'
+    assert dl.apply_mirror(published, rules) == 'http://b.example/convnext/coco/mask_rcnn.pth'
     folder = tmp_path / 'weights'
     assert dl.apply_mirror(published, str(folder)) == (folder / 'convnext/coco/mask_rcnn.pth').as_uri()
     with pytest.raises(ConfigError, match='--weights-mirror: mirror .ftp://x. has scheme'):
