@@ -29,6 +29,7 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
     'make-shapes': ('convnext_dense.cli.make_shapes', 'write the synthetic shapes dataset'),
     'config-path': ('convnext_dense.cli.config_path', 'print where a shipped config lies (to inherit it)'),
     'env': ('convnext_dense.cli.env', 'print the software stack (for bug reports)'),
+    'zoo': ('convnext_dense.cli.zoo', 'list the models: published results, trained weights'),
 }
 
 

@@ -14,7 +14,9 @@ def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_import_does_not_pull_mmdet_or_mmseg():
-    code = ('import sys, convnext_dense; '
+    # The model zoo and weights downloads too: they serve commands before mmdet / mmseg are needed.
+    code = ('import sys, convnext_dense, convnext_dense.zoo, convnext_dense.checkpoint.download, '
+            'convnext_dense.checkpoint.legacy; '
             'heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmseg", "mmcv")); '
             'print(heavy); sys.exit(1 if heavy else 0)')
     result = _run('-c', code)
