@@ -27,7 +27,7 @@ BOX_TOL, SCORE_TOL, MASK_IOU, MAP_TOL = 0.5, 1e-3, 0.98, 0.005
 
 # Training here is only the way to a checkpoint: the backbone's C++ weight-gradient kernel (built on first use)
 # is left out.
-PLAIN_DWCONV = "\nmodel['backbone']['fast_dwconv_grad'] = False\n"
+PLAIN_DWCONV = "\nmodel['backbone']['cpu_kernels'] = False\n"
 # Appended to the tiny Mask R-CNN config (whose ``model`` it edits): two cascade stages (the paper's three
 # cost time, not coverage), a class-specific box head with BN convs as the paper's, then a class-agnostic one.
 CASCADE = '''
