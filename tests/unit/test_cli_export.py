@@ -79,3 +79,14 @@ def test_missing_checkpoint_and_foreign_scope(trained, tmp_path):
     with pytest.raises(ConfigError, match="default_scope is 'mmpretrain'"):
         main([str(other), str(trained[1]), '--out', str(tmp_path / 'x.onnx')])
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_usage_errors_exit_2_in_one_line_through_the_command_line(trained, tmp_path, capsys):
+    """Like every other command: the boundary of ``convnext-dense`` maps the raised error to its status."""
+    from convnext_dense.cli.main import main as cli_main
+    config, checkpoint = trained
+    status = cli_main(['export', str(config), str(checkpoint), '--out', str(tmp_path / 'x.onnx'), '--opset', '11'])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.startswith('error: --opset 11: RoiAlign with half_pixel coordinates') and '\n' not in err
+    assert 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()
