@@ -13,8 +13,9 @@ The kernels (:class:`CpuKernels` names them):
 Which pay off depends on the CPU: oneDNN's fused linears are faster than PyTorch's eager MLP with AVX-512 and
 slower with AVX2, for one. :func:`machine_kernels` decides once per process from the instruction set PyTorch
 reports (``torch.backends.cpu.get_cpu_capability()``), with the table :data:`BY_CPU_CAPABILITY` measured by
-``convnext-dense benchmark kernels`` (docs/performance.md). A short timing at start-up was measured too and
-rejected: on a shared machine its verdicts flipped from run to run, while the instruction set does not.
+``convnext-dense benchmark kernels`` (docs/performance.md). Not a timing at start-up: per-kernel ratios on a
+shared 2-core machine move by up to 0.15 from run to run (docs/performance.md), more than most kernels gain,
+so a short calibration would flip its verdicts with the neighbours' load, while the instruction set does not.
 
 A model takes its kernels when it is built, or when :func:`set_cpu_kernels` switches them: ``ConvNeXt(
 cpu_kernels=None)`` (the default) reads :data:`ENV_VAR`, and without it takes the machine's choice;

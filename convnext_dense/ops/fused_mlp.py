@@ -11,8 +11,8 @@ computes the same in fewer passes over memory, in one of two forms (``CpuKernels
 - ``'tiled'``: the C++ kernel of ``csrc/mlp_tail.cpp``: the first GEMM without its bias copy, bias and GELU
   in one pass in place (the kernel of ``ops/gelu.py``), the second GEMM accumulated onto ``shortcut + bias``;
   single-threaded, tile by tile of rows, so that the 4C-wide hidden activations stay in cache (V1 blocks: GRN
-  needs them whole). Measured on an AMD EPYC with AVX2 (ConvNeXt-T at 224, batch 8): 1.14x faster than the
-  eager MLP block with 1 thread, 1.17x with 2, where oneDNN's form gave 1.05x and 1.11x.
+  needs them whole). Measured on an AMD EPYC with AVX2 (ConvNeXt-T blocks at 224, batch 8, 1 thread): 1.10x
+  the eager block over the four stages (1.36x at stage 0), where oneDNN's form gave 1.01x (docs/performance.md).
 
 Layer-scale fold: ``gamma * pwconv2(x)`` as one linear with ``gamma`` folded into pwconv2's weight and bias,
 where the block has more rows (pixels) than hidden channels (a C x 4C product costs less than scaling the
