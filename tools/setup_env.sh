@@ -43,7 +43,7 @@ if "$PY" -c "import mmcv, sys; from mmcv.ops import nms; sys.exit(mmcv.__version
   echo "[setup]   mmcv $MMCV_VERSION already installed and its ops load"
 else
   if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-    echo "[setup]   no cached wheel for $TORCH_TAG: compiling mmcv $MMCV_VERSION (about 10 minutes on 2 cores)"
+    echo "[setup]   no cached wheel for $TORCH_TAG: compiling mmcv $MMCV_VERSION (about 55 CPU-minutes: half an hour on 2 idle cores)"
     BUILD_DIR="$(mktemp -d)"
     "$PY" -m pip download -q --no-deps --no-binary mmcv --no-build-isolation \
       "mmcv==$MMCV_VERSION" -d "$BUILD_DIR"
@@ -78,4 +78,4 @@ fi
 
 step "5/5 check the stack"
 "$PY" -m convnext_dense.env --check
-echo "[setup] done: $VENV"
+echo "[setup] done: $VENV. The convnext-dense command is $VENV/bin/convnext-dense; to call it by name: source $VENV/bin/activate"
