@@ -297,3 +297,14 @@ def test_repository_speaks_of_the_product_only():
             if DEVELOPMENT_TALK.search(line):
                 hits.append(f'{path.relative_to(REPO_ROOT)}:{number_}: {line.strip()[:100]}')
     assert not hits, 'notes about development (they belong in git log / CHANGELOG.md):\n' + '\n'.join(hits)
+
+
+def test_citation_names_both_papers_and_the_package_version():
+    """GitHub's citation button shows only ``preferred-citation``: the message names both papers."""
+    from convnext_dense.version import __version__
+    citation = yaml.safe_load((REPO_ROOT / 'CITATION.cff').read_text(encoding='utf-8'))
+    assert citation['version'] == __version__
+    assert citation['preferred-citation']['title'] == 'A ConvNet for the 2020s'
+    v2 = 'ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders'
+    assert {'A ConvNet for the 2020s', v2} <= {work['title'] for work in citation['references']}
+    assert all(arxiv in citation['message'] for arxiv in ('2201.03545', '2301.00808')), citation['message']
