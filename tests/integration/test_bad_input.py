@@ -198,10 +198,22 @@ def test_data_root_option_moves_the_whole_config(data_root, tmp_path, capsys):
     config = write_config(tmp_path / 'elsewhere.py', tmp_path / 'not_here')
     not_a_checkpoint = tmp_path / 'garbage.pth'
     not_a_checkpoint.write_bytes(b'not a checkpoint')
-    code, line, _ = run_main('test', [config, not_a_checkpoint], capsys)
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work'], capsys)
     assert line.startswith(f'error: data root {tmp_path}/not_here/ not found')
-    code, line, _ = run_main('test', [config, not_a_checkpoint, '--data-root', f'{data_root}/'], capsys)
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{data_root}/'], capsys)
     assert code == 2  # the data checks of the test split and its evaluator passed; then the checkpoint's
+    assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
+
+
+def test_data_root_option_moves_a_segmentation_config(data_root, tmp_path, capsys):
+    """The demo UperNet (label maps, data/shapes/ in the config) reads the shapes set wherever it is."""
+    config = Path(__file__).resolve().parents[2] / 'configs' / 'demo' / 'upernet_convnext_shapes.py'
+    not_a_checkpoint = tmp_path / 'garbage.pth'
+    not_a_checkpoint.write_bytes(b'not a checkpoint')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{tmp_path}/moved/'], capsys)
+    assert line.startswith(f'error: data root {tmp_path}/moved/ not found')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{data_root}/'], capsys)
+    assert code == 2
     assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
 
 
