@@ -193,14 +193,21 @@ def test_missing_data_root(config, tmp_path, capsys):
                            f'(moves every split and evaluator) or link the data there')
 
 
+def garbage_file(path: Path) -> Path:
+    """A file that is no checkpoint: `test` reads the checkpoint after the data checks, so its error means
+    they passed."""
+    path.write_bytes(b'not a checkpoint')
+    return path
+
+
 def test_data_root_option_moves_the_whole_config(data_root, tmp_path, capsys):
     """--data-root moves train, val, test and the evaluator's file of a config whose data_root is elsewhere."""
     config = write_config(tmp_path / 'elsewhere.py', tmp_path / 'not_here')
-    not_a_checkpoint = tmp_path / 'garbage.pth'
-    not_a_checkpoint.write_bytes(b'not a checkpoint')
+    not_a_checkpoint = garbage_file(tmp_path / 'garbage.pth')
     code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work'], capsys)
     assert line.startswith(f'error: data root {tmp_path}/not_here/ not found')
-    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{data_root}/'], capsys)
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{data_root}/'], capsys)
     assert code == 2  # the data checks of the test split and its evaluator passed; then the checkpoint's
     assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
 
@@ -208,11 +215,12 @@ def test_data_root_option_moves_the_whole_config(data_root, tmp_path, capsys):
 def test_data_root_option_moves_a_segmentation_config(data_root, tmp_path, capsys):
     """The demo UperNet (label maps, data/shapes/ in the config) reads the shapes set wherever it is."""
     config = Path(__file__).resolve().parents[2] / 'configs' / 'demo' / 'upernet_convnext_shapes.py'
-    not_a_checkpoint = tmp_path / 'garbage.pth'
-    not_a_checkpoint.write_bytes(b'not a checkpoint')
-    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{tmp_path}/moved/'], capsys)
+    not_a_checkpoint = garbage_file(tmp_path / 'garbage.pth')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{tmp_path}/moved/'], capsys)
     assert line.startswith(f'error: data root {tmp_path}/moved/ not found')
-    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work', '--data-root', f'{data_root}/'], capsys)
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{data_root}/'], capsys)
     assert code == 2
     assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
 
