@@ -1,0 +1,96 @@
+"""NMS and soft-NMS in mmcv's ``_ext`` calling convention, on any device.
+
+``nms`` is torchvision's compiled ``nms`` (mmcv 2.1.0's greedy NMS: boxes in descending score order, a box
+suppressed when its IoU with a kept one exceeds the threshold). ``softnms`` is mmcv's CPU soft-NMS (Bodla et
+al., ICCV 2017) in tensor code: the same picks, scores and order, including mmcv's tie-breaking, which follows
+the positions its loop swaps boxes into.
+"""
+import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+NAIVE, LINEAR, GAUSSIAN = 0, 1, 2  # mmcv's soft-NMS method codes
+
+
+def _shifted(boxes: torch.Tensor, offset: int) -> torch.Tensor:
+    """Boxes whose plain widths and heights are mmcv's ``x2 - x1 + offset``: intersections and areas then match."""
+    return boxes if offset == 0 else boxes + boxes.new_tensor((0.0, 0.0, float(offset), float(offset)))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5, offset: int = 0) -> torch.Tensor:
+    """Indices of the boxes greedy NMS keeps, highest score first, as mmcv's compiled ``nms``.
+
+    Args:
+        boxes: N x 4 boxes ``(x1, y1, x2, y2)``.
+        scores: N scores.
+        iou_threshold: A box is dropped when its IoU with a kept box exceeds this.
+        offset: 0, or 1 for the legacy ``x2 - x1 + 1`` box width.
+    """
+    return torch.ops.torchvision.nms(_shifted(boxes, int(offset)), scores, float(iou_threshold))
+
+
+def _ious(box: torch.Tensor, boxes: torch.Tensor, area: torch.Tensor, areas: torch.Tensor) -> torch.Tensor:
+    """IoU of one box with each of ``boxes`` (offset already applied), in mmcv's order of float operations."""
+    width = (torch.minimum(box[2], boxes[:, 2]) - torch.maximum(box[0], boxes[:, 0])).clamp_(min=0)
+    height = (torch.minimum(box[3], boxes[:, 3]) - torch.maximum(box[1], boxes[:, 1])).clamp_(min=0)
+    inter = width * height
+    return inter / (area + areas - inter)
+
+
+def _decay(ious: torch.Tensor, iou_threshold: float, sigma: float, method: int) -> torch.Tensor:
+    """The factor each remaining score is multiplied by."""
+    if method == NAIVE:
+        return (ious < iou_threshold).to(ious.dtype)
+    if method == LINEAR:
+        return torch.where(ious >= iou_threshold, 1 - ious, torch.ones_like(ious))
+    if method == GAUSSIAN:
+        return torch.exp(-(ious * ious) / sigma)
+    return torch.ones_like(ious)  # mmcv leaves scores unchanged for any other code
+
+
+def _close_gaps(order: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``order`` without its dropped entries, arranged as mmcv's loop leaves them: each dropped entry's place is
+    taken by the last remaining entry of the array, so the first ``len(kept)`` places keep their kept entries
+    and their gaps fill with the kept entries beyond, last first."""
+    count = int(keep.sum())
+    head, tail = order[:count].clone(), order[count:][keep[count:]].flip(0)
+    head[~keep[:count]] = tail
+    return head
+
+
+def softnms(boxes: torch.Tensor, scores: torch.Tensor, dets: torch.Tensor, iou_threshold: float = 0.3,
+            sigma: float = 0.5, min_score: float = 1e-3, method: int = LINEAR, offset: int = 0) -> torch.Tensor:
+    """Soft-NMS as mmcv's compiled ``softnms``: returns the indices of the kept boxes in the order they were
+    picked, and writes ``(x1, y1, x2, y2, score)`` of each pick, with its decayed score, into ``dets``' rows.
+
+    Each step picks the highest remaining score, multiplies every other remaining score by a decay of its
+    IoU with the pick and drops those below ``min_score``.
+
+    Args:
+        boxes: N x 4 boxes ``(x1, y1, x2, y2)``.
+        scores: N scores.
+        dets: N x 5 tensor whose first rows receive the picks.
+        iou_threshold: IoU from which ``naive`` zeroes and ``linear`` decays (by ``1 - IoU``) a score.
+        sigma: ``gaussian`` multiplies scores by ``exp(-IoU**2 / sigma)``.
+        min_score: Scores below this are dropped.
+        method: 0 naive, 1 linear, 2 gaussian.
+        offset: 0, or 1 for the legacy ``x2 - x1 + 1`` box width.
+    """
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    shifted = _shifted(boxes, int(offset))
+    areas = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+    scores = scores.clone()
+    order = torch.arange(boxes.shape[0], device=boxes.device)  # box index at each position of mmcv's array
+    for step in range(boxes.shape[0]):
+        if step >= order.numel():
+            break
+        # the first maximum in array order, as mmcv's strict "<" scan finds it
+        best = step + int(torch.argmax(scores[order[step:]]))
+        order[[step, best]] = order[[best, step]]
+        pick, rest = order[step], order[step + 1:]
+        scores[rest] *= _decay(_ious(shifted[pick], shifted[rest], areas[pick], areas[rest]), iou_threshold,
+                               sigma, method)
+        order = torch.cat((order[:step + 1], _close_gaps(rest, scores[rest] >= min_score)))
+    dets[:order.numel(), :4] = boxes[order]
+    dets[:order.numel(), 4] = scores[order]
+    return order
