@@ -1,7 +1,8 @@
 """``mmcv-ops`` mode: convnext_dense's mmcv ops (on torchvision) next to mmcv's compiled ones, in one process.
 
-RoIAlign forward and backward at Mask R-CNN sizes (1000 RoIs over a 256-channel FPN level, 7x7 box and 14x14
-mask outputs), NMS over 1000-5000 RPN-like boxes, and soft-NMS. Each round times every implementation, starting
+RoIAlign forward and backward at Mask R-CNN sizes (1000 RoIs over a 256-channel FPN level of a 1344x800 image,
+sized as mmdet's RoI extractor assigns RoIs to that level; 7x7 box and 14x14 mask outputs), NMS over 1000-5000
+RPN-like boxes, and soft-NMS. Each round times every implementation, starting
 with the next one; a ratio (ours / compiled time) is the median of the per-round ratios. Each case also reports
 how far ours is from the compiled result (max abs difference, or whether the kept indices are equal). Without a
 compiled mmcv only ours is timed.
@@ -50,6 +51,20 @@ def rpn_like_boxes(count: int, generator: torch.Generator) -> Tuple[torch.Tensor
     return boxes.contiguous(), torch.rand(count, generator=generator)
 
 
+def level_rois(count: int, batch: int, stride: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` RoIs ``(image, x1, y1, x2, y2)`` of the sizes mmdet's ``SingleRoIExtractor`` sends to the FPN
+    level of ``stride``: sqrt(area) in [56, 112) px for stride 4, doubling per level (open-ended at 32)."""
+    height, width = IMAGE_SIZE
+    low = 56 * stride / 4 if stride > 4 else 16
+    high = 112 * stride / 4 if stride < 32 else 2 * 56 * stride / 4
+    scale = low + torch.rand(count, generator=generator) * (high - low)
+    aspect = torch.exp((torch.rand(count, generator=generator) - 0.5) * 1.4)  # about 1:2 to 2:1
+    size = torch.stack((scale * aspect.sqrt(), scale / aspect.sqrt()), dim=1)
+    corner = torch.rand(count, 2, generator=generator) * (torch.tensor([width, height]) - size).clamp(min=1)
+    image = torch.randint(batch, (count, 1), generator=generator).float()
+    return torch.cat((image, corner, corner + size), dim=1)
+
+
 def roi_align_case(ext, feature: torch.Tensor, rois: torch.Tensor, size: int, scale: float,
                    grad: Optional[torch.Tensor]) -> Callable[[], torch.Tensor]:
     """One RoIAlign forward (``grad`` None) or backward call as mmcv's ``RoIAlignFunction`` makes it."""
@@ -73,17 +88,15 @@ def cases(args: argparse.Namespace, device: torch.device) -> List[Tuple[str, Cal
     """``(name, make)`` per case; ``make(ext)`` returns the call to time for that implementation."""
     generator = torch.Generator().manual_seed(0)
     found = []
-    for scale in args.scales:
-        shape = (args.batch, CHANNELS, IMAGE_SIZE[0] // scale, IMAGE_SIZE[1] // scale)
+    for stride in args.strides:
+        shape = (args.batch, CHANNELS, IMAGE_SIZE[0] // stride, IMAGE_SIZE[1] // stride)
         feature = torch.randn(shape, generator=generator).to(device)
-        boxes, _ = rpn_like_boxes(args.rois, generator)
-        rois = torch.cat((torch.randint(args.batch, (args.rois, 1), generator=generator).float(), boxes), 1)
-        rois = rois.to(device)
+        rois = level_rois(args.rois, args.batch, stride, generator).to(device)
         for size in args.output_sizes:
             grad = torch.randn(args.rois, CHANNELS, size, size, generator=generator).to(device)
             for direction, g in (('forward', None), ('backward', grad)):
-                name = f'roi_align {direction} {args.rois}x{CHANNELS}x{size}x{size} on 1/{scale}'
-                found.append((name, lambda ext, f=feature, r=rois, s=size, sc=1 / scale, g=g:
+                name = f'roi_align {direction} {args.rois}x{CHANNELS}x{size}x{size} on 1/{stride}'
+                found.append((name, lambda ext, f=feature, r=rois, s=size, sc=1 / stride, g=g:
                               roi_align_case(ext, f, r, s, sc, g)))
     for count in args.boxes:
         boxes, scores = (t.to(device) for t in rpn_like_boxes(count, generator))
@@ -150,7 +163,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_common_arguments(parser, iters=3, warmup=1, rounds=5)
     parser.add_argument('--rois', type=int, default=1000, help='RoIs per RoIAlign call')
     parser.add_argument('--batch', type=int, default=2, help='images in the feature map')
-    parser.add_argument('--scales', type=int, nargs='+', default=[8], help='FPN strides of the feature maps')
+    parser.add_argument('--strides', type=int, nargs='+', default=[4, 16], choices=(4, 8, 16, 32),
+                        help='FPN levels of the feature maps')
     parser.add_argument('--output-sizes', type=int, nargs='+', default=[7, 14])
     parser.add_argument('--boxes', type=int, nargs='+', default=[1000, 2000, 5000], help='NMS box counts')
     parser.add_argument('--soft-nms-boxes', type=int, nargs='+', default=[300], help='soft-NMS box counts')

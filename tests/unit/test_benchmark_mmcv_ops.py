@@ -9,7 +9,7 @@ import torch
 from convnext_dense import benchmark
 from convnext_dense.benchmark import mmcv_ops
 
-SMALL = ['mmcv-ops', '--rois', '20', '--batch', '1', '--scales', '16', '--output-sizes', '7', '--boxes', '50',
+SMALL = ['mmcv-ops', '--rois', '20', '--batch', '1', '--strides', '16', '--output-sizes', '7', '--boxes', '50',
          '--soft-nms-boxes', '30', '--iters', '1', '--warmup', '0', '--rounds', '2', '--device', 'cpu']
 
 
@@ -42,3 +42,12 @@ def test_rpn_like_boxes_overlap_so_nms_suppresses_most():
     assert boxes.shape == (1000, 4) and bool((boxes[:, 2:] > boxes[:, :2]).all())
     kept = mmcv_ops.ours.nms(boxes, scores, iou_threshold=0.7)
     assert 50 < len(kept) < 700
+
+
+def test_level_rois_have_the_sizes_mmdet_assigns_to_that_level():
+    """mmdet's SingleRoIExtractor.map_roi_levels: floor(log2(sqrt(area) / 56 + 1e-6)), clamped to 0..3."""
+    for level, stride in enumerate((4, 8, 16, 32)):
+        rois = mmcv_ops.level_rois(200, 2, stride, torch.Generator().manual_seed(level))
+        scale = ((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])).sqrt()
+        levels = torch.floor(torch.log2(scale / 56 + 1e-6)).clamp(0, 3)
+        assert bool((levels == level).all()) and set(rois[:, 0].tolist()) == {0.0, 1.0}
