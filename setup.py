@@ -16,7 +16,9 @@ VERSION = re.search(r"__version__ = '([^']+)'",
 
 STARTUP_HOOK = 'convnext_dense_mmcv_ext.pth'
 
-CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib']
+# ninja: torch builds the optional CPU depthwise-conv kernel (convnext_dense/ops/dwconv.py) with it, where a C++
+# compiler exists; without one that kernel steps aside.
+CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib', 'ninja']
 DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 # mmseg 1.2 imports ftfy and regex at import time without declaring them.
 SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']

@@ -46,8 +46,9 @@ step "2/5 torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION"
 if ! "$PY" -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.split('+')[0] == '$TORCH_VERSION' and torchvision.__version__.split('+')[0] == '$TORCHVISION_VERSION'))" 2>/dev/null; then
   pip_q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
-# setuptools < 81 keeps pkg_resources, which mmcv's setup.py and mmengine's package helpers import.
-pip_q "setuptools>=77,<81" wheel
+# setuptools < 81 keeps pkg_resources, which mmcv's setup.py and mmengine's package helpers import; ninja
+# builds mmcv's ops (MMCV=full) and the package's CPU depthwise-conv kernel.
+pip_q "setuptools>=77,<81" wheel ninja
 
 # mmcv and mmcv-lite install the same files under mmcv/: removing either distribution breaks the other, so a
 # switch removes both before installing the one asked for.
@@ -67,7 +68,6 @@ else
     echo "[setup]   replacing mmcv-lite with the compiled mmcv"
     "$PY" -m pip uninstall -q -y mmcv-lite mmcv
   fi
-  pip_q ninja
   TORCH_TAG="$("$PY" -c "import torch, sys; print(f'torch{torch.__version__.replace(\"+\", \"_\")}-py{sys.version_info[0]}{sys.version_info[1]}')")"
   WHEEL_DIR="$CACHE/wheels/mmcv-$MMCV_VERSION-$TORCH_TAG"
   if [ "$(installed mmcv)" = "$MMCV_VERSION" ] \
