@@ -1,7 +1,7 @@
 """NMS and soft-NMS in mmcv's ``_ext`` calling convention, on any device.
 
 ``nms`` is torchvision's compiled ``nms`` (mmcv 2.1.0's greedy NMS: boxes in descending score order, a box
-suppressed when its IoU with a kept one exceeds the threshold). ``softnms`` is mmcv's CPU soft-NMS (Bodla et
+suppressed when its IoU with a kept one exceeds the threshold), fed in mmcv's order of tied scores. ``softnms`` is mmcv's CPU soft-NMS (Bodla et
 al., ICCV 2017) in array code, one vectorised step per pick: the same picks, scores and order, including
 mmcv's tie-breaking, which follows the positions its loop swaps boxes into.
 """
@@ -20,13 +20,20 @@ def _shifted(boxes: torch.Tensor, offset: int) -> torch.Tensor:
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5, offset: int = 0) -> torch.Tensor:
     """Indices of the boxes greedy NMS keeps, highest score first, as mmcv's compiled ``nms``.
 
+    Boxes are visited in the order of mmcv's ``scores.sort(descending=True)``, whose order among tied scores
+    (frequent in early RPN training) differs from torchvision's stable sort: torchvision's ``nms`` gets the
+    boxes already in that order, with strictly decreasing stand-in scores.
+
     Args:
         boxes: N x 4 boxes ``(x1, y1, x2, y2)``.
         scores: N scores.
         iou_threshold: A box is dropped when its IoU with a kept box exceeds this.
         offset: 0, or 1 for the legacy ``x2 - x1 + 1`` box width.
     """
-    return torch.ops.torchvision.nms(_shifted(boxes, int(offset)), scores, float(iou_threshold))
+    order = scores.sort(0, descending=True)[1]
+    ranks = torch.arange(order.numel(), 0, -1, dtype=torch.float32, device=scores.device)
+    keep = torch.ops.torchvision.nms(_shifted(boxes, int(offset))[order], ranks, float(iou_threshold))
+    return order[keep]
 
 
 def _ious(box: np.ndarray, boxes: np.ndarray, area: np.ndarray, areas: np.ndarray) -> np.ndarray:
