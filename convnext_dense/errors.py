@@ -53,3 +53,7 @@ class UnknownCheckpointLayoutError(CheckpointFormatError):
 
 class DeployError(ConvNeXtDenseError, ValueError):
     """A model, option or input that ONNX export or the ONNX Runtime predictor cannot handle."""
+
+
+class ReportError(ConvNeXtDenseError, ValueError):
+    """A work dir, results file or option that ``convnext-dense report`` cannot read or draw."""
