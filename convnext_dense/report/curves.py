@@ -49,6 +49,7 @@ def _plot_keys(runs: Sequence[WorkDir], keys: Sequence[str], source: str, name: 
         ax.set_title(key, fontsize=9)
         ax.set_xlabel('iteration', fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(left=0)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if index == 0 and len(runs) > 1:
@@ -68,13 +69,17 @@ def _declared(run: WorkDir, notes: List[str]) -> Optional[List[Tuple[int, float]
         notes.append(f'{run.label}: the declared lr schedule is not drawn ({type(error).__name__}: '
                      f'{str(error).splitlines()[0] if str(error) else ""})')
         return None
-    ratios = ratio_range(run.train['lr'], schedule)
+    # mmengine logs base_lr (the optimizer's lr under the schedule) beside lr (the first parameter group's)
+    # when the optimizer constructor scales groups; base_lr is what the declared schedule predicts.
+    logged = 'base_lr' if run.train.get('base_lr') else 'lr'
+    ratios = ratio_range(run.train[logged], schedule)
     if ratios is not None:
         low, high = ratios
         verdict = ('the schedule was followed' if high - low <= 1e-3 * max(abs(high), 1e-12)
-                   else 'the logged lr departs from the declared schedule')
-        notes.append(f'{run.label}: logged lr / declared lr from {low:.4g} to {high:.4g}: {verdict} (a constant '
-                     f'below 1 is the first parameter group\'s lr_scale under layer-wise decay)')
+                   else 'it departs from the declared schedule')
+        scaled = (' (a constant below 1 is the first parameter group\'s lr_scale under layer-wise decay)'
+                  if logged == 'lr' else '')
+        notes.append(f'{run.label}: logged {logged} / declared lr from {low:.4g} to {high:.4g}: {verdict}{scaled}')
     if (run.cfg.get('auto_scale_lr') or {}).get('enable'):
         notes.append(f'{run.label}: auto_scale_lr is enabled: the lr was scaled by the real batch size over '
                      f'auto_scale_lr.base_batch_size')
@@ -82,7 +87,7 @@ def _declared(run: WorkDir, notes: List[str]) -> Optional[List[Tuple[int, float]
 
 
 def _optimisation_figure(runs: Sequence[WorkDir], group: str, notes: List[str]) -> Optional[Picture]:
-    panels = [('lr', 'learning rate (solid: logged, dashed: declared by the config)')]
+    panels = [('lr', 'lr (solid: logged, dash-dot: base_lr, dashed: the config\'s)')]
     if any(run.train.get('grad_norm') for run in runs):
         panels.append(('grad_norm', 'gradient norm (before clipping)'))
     if any(run.train.get('time') for run in runs):
@@ -96,6 +101,8 @@ def _optimisation_figure(runs: Sequence[WorkDir], group: str, notes: List[str]) 
             points = run.train.get(key)
             if points:
                 ax.plot(*zip(*points), color=colour, label=run.label, linewidth=1.2)
+            if key == 'lr' and run.train.get('base_lr'):
+                ax.plot(*zip(*run.train['base_lr']), color=colour, linestyle='-.', linewidth=1.0)
             if key == 'lr':
                 schedule = _declared(run, notes)
                 if schedule:
@@ -107,12 +114,15 @@ def _optimisation_figure(runs: Sequence[WorkDir], group: str, notes: List[str]) 
         ax.set_title(title, fontsize=9)
         ax.set_xlabel('iteration', fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(left=0)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if len(runs) > 1:
             ax.legend(fontsize=7)
     return render(fig, f'{group}_optimisation.png',
-                  'Learning rate beside the declared schedule, gradient norm and time per iteration.')
+                  'The learning rate as logged (lr: the first parameter group\'s, scaled under layer-wise decay; '
+                  'base_lr: the optimizer\'s) beside the schedule the config declares; the gradient norm and the '
+                  'time per iteration.')
 
 
 def metric_table(runs: Sequence[WorkDir]) -> List[Tuple[str, List[Optional[Tuple[float, float, int]]]]]:

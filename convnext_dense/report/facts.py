@@ -2,8 +2,9 @@
 FLOPs, pre-training weights, iterations and wall time.
 
 The config a run was started from is found by name: the file ``test --out`` recorded, else a shipped
-config whose file name the work dir's dumped config has. Its differences are those between the run's
-merged config (command-line options included) and its ``_base_`` files merged alone. Params and FLOPs come
+config whose file name the work dir's dumped config has. Two sets of differences are shown: the config
+file's own (its merged form against its ``_base_`` files merged alone) and the command line's (the run's
+merged config, which mmengine dumped with ``--cfg-options`` applied, against the config file's). Params and FLOPs come
 from the metafile for the paper's configs; other models are counted (FLOPs with the same counters as
 ``convnext-dense flops``, at the config's test size) only when that takes seconds.
 """
@@ -32,6 +33,7 @@ class RunFacts:
     source_config: str = 'not found'
     base_config: str = '-'
     differences: List[Tuple[str, str, str]] = field(default_factory=list)
+    overrides: List[Tuple[str, str, str]] = field(default_factory=list)
     params: str = 'not computed'
     flops: str = 'not computed'
     pretrained: str = 'none (trained from scratch)'
@@ -183,10 +185,12 @@ def run_facts(work_dir: WorkDir, recorded_config: Optional[str] = None) -> RunFa
     source = find_source_config(work_dir, recorded_config)
     if source is not None:
         facts.source_config = str(source)
+        config = Config.fromfile(str(source))
+        facts.overrides = config_differences(cfg, config)
         base = merged_base(source)
         if base is not None:
             facts.base_config = ', '.join(Path(b).name for b in _base_files(str(source)))
-            facts.differences = config_differences(cfg, base)
+            facts.differences = config_differences(config, base)
     facts.params, facts.flops = complexity(cfg, facts.config_name)
     facts.pretrained = pretrained_weights(cfg)
     train_cfg = cfg.get('train_cfg') or {}

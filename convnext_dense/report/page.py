@@ -39,12 +39,17 @@ def _facts_section(runs: Sequence[WorkDir], sources: Dict[str, ResultsSource]) -
     rows = [[title] + values for title, values in summarize_facts(facts)]
     section.blocks.append(Table(['', *[run.label for run in runs]], rows))
     for run, fact in zip(runs, facts):
+        config = Path(fact.source_config).name
         if fact.differences:
             section.blocks.append(Details(
-                f'{run.label}: {len(fact.differences)} settings differ from {fact.base_config} (merged), '
-                f'command-line options included',
-                Table(['key', 'inherited', 'this run'], [list(row) for row in fact.differences])))
-        elif fact.source_config == 'not found':
+                f'{run.label}: {len(fact.differences)} settings of {config} differ from its _base_ '
+                f'({fact.base_config}, merged)',
+                Table(['key', 'inherited', config], [list(row) for row in fact.differences])))
+        if fact.overrides:
+            section.blocks.append(Details(
+                f'{run.label}: {len(fact.overrides)} settings changed for this run (--cfg-options and other '
+                f'command-line options)', Table(['key', config, 'this run'], [list(row) for row in fact.overrides])))
+        if fact.source_config == 'not found':
             section.blocks.append(Note(f'{run.label}: the config file the run started from was not found (neither '
                                        f'a shipped config of that name nor recorded by test --out): its differences '
                                        f'from the config it inherits are not shown.'))

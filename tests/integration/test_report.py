@@ -108,6 +108,8 @@ def test_page_and_every_picture_exist_at_their_stated_sizes(page):
                   'Error breakdown (COCO analysis)', 'Class confusion', 'Per-class IoU and accuracy',
                   'Pixel confusion', 'Worst and best images'):
         assert f'>{title}</h' in text, title
+    for run in ('seg', 'det'):  # the config's schedule replayed equals what mmengine's runner logged
+        assert f'{run}: logged base_lr / declared lr from 1 to 1: the schedule was followed' in text
     names = {Path(i['src']).name for i in parsed.images}
     assert {'curves_det_losses.png', 'curves_det_optimisation.png', 'curves_det_validation.png'} <= names
     assert sum(n.startswith('det_worst_') for n in names) == 2 and sum(n.startswith('seg_best_') for n in names) == 2

@@ -58,3 +58,18 @@ def test_pretrained_weights():
     assert facts.pretrained_weights(cfg) == 'a.pth (backbone init_cfg)'
     assert facts.pretrained_weights(Config(dict(model=dict(backbone=dict()), load_from='b.pth'))) == 'b.pth (load_from)'
     assert facts.pretrained_weights(Config(dict(model=dict()))) == 'none (trained from scratch)'
+
+
+def test_run_facts_separate_the_configs_changes_from_the_command_lines(tmp_path):
+    (tmp_path / 'upernet_convnext_shapes.py').write_text('# dumped by mmengine\n')
+    cfg = load_config('demo/upernet_convnext_shapes')
+    cfg.merge_from_dict({'train_cfg.max_iters': 2})
+    work_dir = WorkDir(path=tmp_path, label='seg', runs=(), train={'loss': [(1, 2.0), (2, 1.0)],
+                                                                  'time': [(1, 0.5), (2, 0.7)]}, cfg=cfg,
+                       train_wall_s=125.0)
+    run = facts.run_facts(work_dir)
+    assert run.config_name == 'upernet_convnext_shapes' and run.base_config == 'seg_runtime.py'
+    assert run.overrides == [('train_cfg.max_iters', '1700', '2')]
+    assert ('model.backbone.arch', '-', 'atto') in run.differences  # the config's own, against its _base_
+    assert (run.iterations, run.wall_time, run.time_per_iter) == ('2 of 2', '2 min 05 s',
+                                                                  '0.600 s (mean of the logged windows)')
