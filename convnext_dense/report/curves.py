@@ -4,7 +4,7 @@ validation metrics; and the table of the metrics' final values and their deltas 
 """
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from matplotlib.ticker import MaxNLocator
 

@@ -158,8 +158,9 @@ def _write(out: Path, title: str, sections: Sequence[Section], warnings: List[st
     page_text = render_page(title, sections)
     pictures = pictures_of(sections)
     names = [picture.name for picture in pictures]
-    if len(set(names)) != len(names):
-        raise ReportError(f'report: two pictures would share a file name ({sorted(n for n in names if names.count(n) > 1)[0]})')
+    shared = sorted({name for name in names if names.count(name) > 1})
+    if shared:  # a bug, not an input: two parts of the page chose one name
+        raise RuntimeError(f'report: two pictures would share the file name {shared[0]}')
     try:
         written = []
         for picture in pictures:

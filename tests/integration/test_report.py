@@ -172,9 +172,10 @@ def test_segmentation_numbers_are_mmseg_iou_metric(runs, page):
     work_dir, out = runs['seg']
     classes = ('background', 'circle', 'square', 'triangle', 'star', 'ring')
     results = []
+    labels = work_dir.parents[0] / 'shapes' / 'labels' / 'val'
     for prediction in sorted(out.glob('*.png')):
-        label = LoadAnnotations()(dict(seg_map_path=str(work_dir.parents[0] / 'shapes' / 'labels' / 'val' / prediction.name),
-                                       reduce_zero_label=False, seg_fields=[]))['gt_seg_map']
+        label = LoadAnnotations()(dict(seg_map_path=str(labels / prediction.name), reduce_zero_label=False,
+                                       seg_fields=[]))['gt_seg_map']
         results.append(IoUMetric.intersect_and_union(torch.as_tensor(np.array(Image.open(prediction)).astype(np.int64)),
                                                      torch.as_tensor(label.astype(np.int64)), len(classes), 255))
     totals = [sum(r[i] for r in results) for i in range(4)]

@@ -56,6 +56,19 @@ SCENE_DETECTIONS = {1: [(0, 0.9, box(0, 0)), (0, 0.8, box(40, 0)), (0, 0.7, box(
                     2: [(0, 0.4, box(0, 0, 10, 3))]}
 
 
+def random_scene(seed: int, objects_per_image: int, detections_per_object: int, shift: float):
+    """Random objects on two images and, per object, detections of a random class near it."""
+    rng = np.random.default_rng(seed)
+    objects = [(i, int(rng.integers(1, 4)), box(*rng.uniform(0, 80, 2))) for i in (1, 2)
+               for _ in range(objects_per_image)]
+    detections = {i: [] for i in (1, 2)}
+    for image, _, (x, y, _, _) in objects:
+        for _ in range(detections_per_object):
+            label, score, (dx, dy) = int(rng.integers(0, 3)), float(rng.uniform(0.05, 1)), rng.normal(0, shift, 2)
+            detections[image].append((label, score, box(x + dx, y + dy)))
+    return objects, detections
+
+
 def test_error_breakdown_of_a_scene_worked_out_by_hand(tmp_path):
     data = write_set(tmp_path, SCENE_OBJECTS, SCENE_DETECTIONS)
     breakdown = error_breakdown(data.coco, detection.load_predictions(data, 'bbox'), 'bbox', data.cat_ids)
@@ -76,11 +89,7 @@ def test_error_breakdown_of_a_scene_worked_out_by_hand(tmp_path):
 
 def test_c50_and_c75_are_cocoeval_ap_at_those_ious(tmp_path):
     from pycocotools.cocoeval import COCOeval
-    rng = np.random.default_rng(0)
-    objects = [(i, int(rng.integers(1, 4)), box(*rng.uniform(0, 80, 2))) for i in (1, 2) for _ in range(6)]
-    detections = {i: [(int(rng.integers(0, 3)), float(rng.uniform(0.05, 1)), box(*(np.array(b[:2]) + rng.normal(0, 2, 2))))
-                      for j, c, b in objects if j == i] for i in (1, 2)}
-    data = write_set(tmp_path, objects, detections)
+    data = write_set(tmp_path, *random_scene(seed=0, objects_per_image=6, detections_per_object=1, shift=2.0))
     dt = detection.load_predictions(data, 'bbox')
     breakdown = error_breakdown(data.coco, dt, 'bbox', data.cat_ids)
     reference = COCOeval(data.coco, dt, 'bbox')  # pycocotools' defaults: maxDets 1/10/100, IoU .50:.05:.95
@@ -94,11 +103,7 @@ def test_c50_and_c75_are_cocoeval_ap_at_those_ious(tmp_path):
 def test_per_class_ap_equals_pycocotools_and_mmdet_classwise(tmp_path):
     from mmdet.evaluation import CocoMetric
     from pycocotools.cocoeval import COCOeval
-    rng = np.random.default_rng(1)
-    objects = [(i, int(rng.integers(1, 4)), box(*rng.uniform(0, 80, 2))) for i in (1, 2) for _ in range(8)]
-    detections = {i: [(int(rng.integers(0, 3)), float(rng.uniform(0.05, 1)), box(*(np.array(b[:2]) + rng.normal(0, 3, 2))))
-                      for j, c, b in objects if j == i for _ in range(2)] for i in (1, 2)}
-    data = write_set(tmp_path, objects, detections)
+    data = write_set(tmp_path, *random_scene(seed=1, objects_per_image=8, detections_per_object=2, shift=3.0))
     ours = detection.per_class_ap(data, detection.evaluate(data, detection.load_predictions(data, 'bbox'), 'bbox'))
     metric = CocoMetric(ann_file=str(data.ann_file), metric='bbox', classwise=True)
     metric.dataset_meta = {'classes': CLASSES}

@@ -7,7 +7,7 @@ from PIL import Image
 
 from convnext_dense.report.figures import (confusion_heatmap, grouped_bars, new_figure, picture_from_array, render,
                                            row_fractions)
-from convnext_dense.report.html import Details, Note, Section, Table, render_page
+from convnext_dense.report.html import Details, Note, Section, Table
 from convnext_dense.report.page import _write
 
 
