@@ -192,7 +192,7 @@ def detection_sections(source: ResultsSource, key: str, title: str, score_thr: f
         examples.blocks.extend(_paint(data, source.cfg, ranked[:count], scores, key, 'worst', score_thr, notes))
         examples.blocks.append(f'The {count} best:')
         examples.blocks.extend(_paint(data, source.cfg, ranked[::-1][:count], scores, key, 'best', score_thr, notes))
-    else:
+    elif num_images > 0:
         notes.append('fewer than two images: no worst / best examples')
     examples.blocks.extend(Note(n) for n in notes)
     examples.blocks.append(Details(f'F1 of all {len(ranked)} images', Table(

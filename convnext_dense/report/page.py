@@ -123,6 +123,10 @@ def write_report(work_dirs: Sequence[Union[str, Path]], results: Sequence[Union[
     """
     if not work_dirs:
         raise ReportError('report: pass at least one work dir')
+    if num_images < 0:
+        raise ReportError(f'--num-images {num_images}: pass 0 or more (how many worst and best images to paint)')
+    if score_thr is not None and not 0.0 <= score_thr <= 1.0:
+        raise ReportError(f'--score-thr {score_thr}: pass a detection score between 0 and 1')
     if len(results) > len(work_dirs):
         raise ReportError(f'report: {len(results)} --results for {len(work_dirs)} work dirs; give at most one '
                           f'per work dir, in the same order')
@@ -151,10 +155,18 @@ def write_report(work_dirs: Sequence[Union[str, Path]], results: Sequence[Union[
         + ', '.join(str(p.resolve()) for p in paths) + '.'])
     header.blocks.extend(Note(w) for w in warnings)
     sections = [header, _facts_section(runs, sources), *_curves_sections(runs), *analysis]
-    return _write(out, title, sections, warnings)
+    return write_page(out, title, sections, warnings)
 
 
-def _write(out: Path, title: str, sections: Sequence[Section], warnings: List[str]) -> Report:
+def write_page(out: Path, title: str, sections: Sequence[Section], warnings: List[str]) -> Report:
+    """Writes ``out/figures/*.png`` and then ``out/index.html``, each file atomically.
+
+    Args:
+        out: The report's folder (created if missing).
+        title: The page's title.
+        sections: Its parts, in order.
+        warnings: What could not be drawn (kept in the returned :class:`Report`).
+    """
     page_text = render_page(title, sections)
     pictures = pictures_of(sections)
     names = [picture.name for picture in pictures]

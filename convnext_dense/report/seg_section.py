@@ -92,7 +92,7 @@ def segmentation_sections(source: ResultsSource, key: str, title: str, num_image
         examples.blocks.extend(_paint(data, source.cfg, ranked[:count], key, 'worst', notes))
         examples.blocks.append(f'The {count} best:')
         examples.blocks.extend(_paint(data, source.cfg, ranked[::-1][:count], key, 'best', notes))
-    else:
+    elif num_images > 0:
         notes.append('fewer than two images: no worst / best examples')
     examples.blocks.extend(Note(n) for n in notes)
     examples.blocks.append(Details(f'mIoU of all {len(ranked)} images', Table(

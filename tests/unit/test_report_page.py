@@ -3,12 +3,15 @@ import io
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from convnext_dense.errors import ReportError
+from convnext_dense.report import write_report
 from convnext_dense.report.figures import (confusion_heatmap, grouped_bars, new_figure, picture_from_array, render,
                                            row_fractions)
 from convnext_dense.report.html import Details, Note, Section, Table
-from convnext_dense.report.page import _write
+from convnext_dense.report.page import write_page
 
 
 def size_of(picture):
@@ -44,7 +47,7 @@ def test_page_escapes_text_and_links_only_its_own_figures(tmp_path):
     sections = [Section('Runs & facts', ['x < y', Note('no <validation> yet'), picture,
                                          Table(['k', 'v'], [['a', '0.5'], ['<b>', 'text']]),
                                          Details('2 settings', Table(['k'], [['z']]))])]
-    report = _write(tmp_path / 'out', 'A & B', sections, [])
+    report = write_page(tmp_path / 'out', 'A & B', sections, [])
     text = report.page.read_text()
     assert '<b>' not in text.replace('<body>', '') and '&lt;b&gt;' in text and 'Runs &amp; facts' in text
     assert '<td class="num">0.5</td>' in text and '<details><summary>2 settings</summary>' in text
@@ -53,3 +56,13 @@ def test_page_escapes_text_and_links_only_its_own_figures(tmp_path):
     assert 'width="200" height="200"' in text
     assert report.pictures == [tmp_path / 'out' / 'figures' / 'p.png']
     assert sorted(p.name for p in (tmp_path / 'out').rglob('*')) == ['figures', 'index.html', 'p.png']
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'num_images': -1}, '--num-images -1: pass 0 or more'),
+    ({'score_thr': 1.5}, '--score-thr 1.5: pass a detection score between 0 and 1'),
+    ({'results': ('a.pkl', 'b.pkl')}, 'report: 2 --results for 1 work dirs; give at most one per work dir')])
+def test_bad_options_are_one_line(tmp_path, options, message):
+    with pytest.raises(ReportError) as error:
+        write_report([tmp_path], **options)
+    assert str(error.value).startswith(message) and '\n' not in str(error.value)
