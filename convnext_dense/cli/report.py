@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from convnext_dense.report import write_report
+from convnext_dense.report.page import write_report
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -11,8 +11,8 @@ Modules, by concern:
 - ``segmentation``: pixel confusion, per-class IoU / accuracy (as mmseg's IoUMetric), per-image mIoU;
 - ``painting``: images painted by mmdet's / mmseg's visualizer, ground truth | prediction;
 - ``figures``, ``html``: the pictures and the page; ``det_section``, ``seg_section``, ``page``: the page's parts.
-"""
-from convnext_dense.report.page import Report, write_report
-from convnext_dense.report.results import write_results_info
 
-__all__ = ['Report', 'write_report', 'write_results_info']
+Entry points: :func:`convnext_dense.report.page.write_report` (the command) and
+:func:`convnext_dense.report.results.write_results_info` (called by ``test --out``). This file imports
+nothing, so that ``test`` loads the small results module only, not matplotlib and the page's modules.
+"""

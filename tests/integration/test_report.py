@@ -16,7 +16,7 @@ from convnext_dense.cli import demo
 from convnext_dense.config_paths import config_path
 from convnext_dense.datasets.shapes import make_shapes
 from convnext_dense.errors import ReportError
-from convnext_dense.report import write_report
+from convnext_dense.report.page import write_report
 
 ITERS = 2
 RESULTS = {'det': 'results.pkl', 'seg': 'maps'}

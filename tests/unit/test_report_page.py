@@ -7,11 +7,10 @@ import pytest
 from PIL import Image
 
 from convnext_dense.errors import ReportError
-from convnext_dense.report import write_report
 from convnext_dense.report.figures import (confusion_heatmap, grouped_bars, new_figure, picture_from_array, render,
                                            row_fractions)
 from convnext_dense.report.html import Details, Note, Section, Table
-from convnext_dense.report.page import write_page
+from convnext_dense.report.page import write_page, write_report
 
 
 def size_of(picture):
