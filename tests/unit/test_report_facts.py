@@ -60,7 +60,8 @@ def test_pretrained_weights():
     assert facts.pretrained_weights(Config(dict(model=dict()))) == 'none (trained from scratch)'
 
 
-def test_run_facts_separate_the_configs_changes_from_the_command_lines(tmp_path):
+def test_run_facts_separate_the_configs_changes_from_the_command_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(facts, 'complexity', lambda cfg, name: ('3.67M', '0.24G'))  # counted in the test above
     (tmp_path / 'upernet_convnext_shapes.py').write_text('# dumped by mmengine\n')
     cfg = load_config('demo/upernet_convnext_shapes')
     cfg.merge_from_dict({'train_cfg.max_iters': 2})
@@ -73,3 +74,4 @@ def test_run_facts_separate_the_configs_changes_from_the_command_lines(tmp_path)
     assert ('model.backbone.arch', '-', 'atto') in run.differences  # the config's own, against its _base_
     assert (run.iterations, run.wall_time, run.time_per_iter) == ('2 of 2', '2 min 05 s',
                                                                   '0.600 s (mean of the logged windows)')
+    assert (run.params, run.flops, run.pretrained) == ('3.67M', '0.24G', 'none (trained from scratch)')
