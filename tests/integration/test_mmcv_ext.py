@@ -167,7 +167,7 @@ def build_tiny(config: str, **overrides):
     from mmengine.config import Config, ConfigDict
     from mmdet.utils import register_all_modules
 
-    from convnext_dense.config_utils import syncbn_to_bn
+    from convnext_dense.config import syncbn_to_bn
     register_all_modules(init_default_scope=True)
     import convnext_dense  # noqa: F401  (registers the backbone)
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / f'{config}.py'))
