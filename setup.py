@@ -1,7 +1,7 @@
 """Install metadata for convnext_dense: the package, the ``convnext-dense`` command and the configs.
 
 The repository's ``configs/`` folder ships inside the package as ``convnext_dense/configs/`` (package data),
-so an installed wheel resolves config names without a clone (see convnext_dense/config_paths.py).
+so an installed wheel resolves config names without a clone (see convnext_dense/config.py).
 ``convnext_dense_mmcv_ext.pth`` goes to the top of site-packages, beside the top-level module it runs
 (``_convnext_dense_mmcv_ext.py``): the start-up hook that provides ``mmcv._ext`` under mmcv-lite.
 """
