@@ -58,3 +58,11 @@ def json_order(categories: Sequence[dict], classes: Sequence[str]) -> Tuple[str,
     """The names of ``classes`` in the order the json lists their categories: mmdet's ``CocoDataset`` labels."""
     wanted = set(classes)
     return tuple(category['name'] for category in categories if category['name'] in wanted)
+
+
+def labels_follow_classes(dataset_cfg: dict) -> bool:
+    """Whether a dataset config (wrappers looked through) numbers labels in the order of ``classes``: our
+    ``convnext_dense.CocoDataset``, not mmdet's ``CocoDataset``."""
+    while isinstance(dataset_cfg.get('dataset'), dict):
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg.get('type') == 'convnext_dense.CocoDataset'
