@@ -62,7 +62,12 @@ def _build(cfg: Config) -> torch.nn.Module:
     return revert_sync_batchnorm(model)  # SyncBN needs a process group; in eval mode BN is the same
 
 
-def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
+def resolve_device(device: Optional[str]) -> str:
+    """``device``, or when None ``'cuda:0'`` if CUDA is available, else ``'cpu'``."""
+    return device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+
+
+def init_model(config, checkpoint: Optional[str] = None, device: Optional[str] = None,
                cfg_options: Optional[dict] = None) -> torch.nn.Module:
     """Builds a detector or segmentor from a config and loads a checkpoint into it.
 
@@ -71,7 +76,8 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
             ``Config``.
         checkpoint: Checkpoint path or URL (see :func:`convnext_dense.checkpoint.read_checkpoint`); None keeps
             the initial weights (and loads no pretrained backbone).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...; None: ``'cuda:0'`` when CUDA is available, else the
+            CPU (mmdet's ``init_detector`` and mmseg's ``init_model`` default to ``'cuda:0'`` and fail without one).
         cfg_options: ``key=value`` overrides of the config, as ``--cfg-options``.
 
     Returns:
@@ -94,7 +100,7 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
         meta = (loaded.get('meta') or {}).get('dataset_meta') or {}
     model.dataset_meta = {str(k).lower(): v for k, v in (meta or config_dataset_meta(cfg)).items()}
     model.cfg = cfg
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def _det_pipeline(model, arrays: bool):

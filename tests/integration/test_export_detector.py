@@ -87,8 +87,9 @@ def pytorch_predictions(config: Path, checkpoint: Path) -> Tuple[list, dict, str
     from mmdet.registry import DATASETS
     from mmengine.dataset import pseudo_collate
 
-    from convnext_dense.deploy.export import load_model
-    model, cfg, _ = load_model(config, checkpoint)
+    from convnext_dense.apis import init_model
+    model = init_model(str(config), str(checkpoint), device='cpu')  # what export builds the graph from
+    cfg = model.cfg
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     with torch.no_grad():
         samples = [model.test_step(pseudo_collate([dataset[i]]))[0] for i in range(len(dataset))]
