@@ -1,8 +1,13 @@
-"""Convert a ConvNeXt checkpoint (facebook, timm, mmpretrain or ours) to this package's parameter names.
+"""Convert a ConvNeXt checkpoint of any known layout to this package's parameter names, or to another layout.
 
-Backbone mode (default): the layout is detected; classifier head and final norm are dropped; the backbone is
-written as ``{'state_dict': ..., 'meta': ...}``, and with ``--prefix backbone.`` it is ready for mmdet /
-mmseg ``load_from``. Loading through ``init_cfg`` converts on the fly, so this is only needed to ship a file.
+Backbone mode (default): the layout is detected (facebook, timm, mmpretrain, FCMAE, torchvision, Hugging Face
+transformers, open_clip, ours); classifier head and final norm are dropped; the backbone is written as
+``{'state_dict': ..., 'meta': ...}``, and with ``--prefix backbone.`` it is ready for mmdet / mmseg
+``load_from``. Loading through ``init_cfg`` converts on the fly, so this is only needed to ship a file.
+``--to LAYOUT`` writes the backbone in another publisher's names and shapes instead (timm, torchvision,
+transformers, ...), as that publisher's files hold them. SRC may be a ``.safetensors`` file, a torch pickle
+(``.pth``, ``pytorch_model.bin``) or a Hugging Face Hub name ``hf-hub:ORG/NAME[@REVISION]``; a DST ending in
+``.safetensors`` is written in that format.
 
 Whole-model mode (``--whole-model``): a detector or segmentor checkpoint whose backbone (under
 ``--backbone-prefix``) has mmpretrain's names (mmdet 3.x / mmseg 1.x) is written with our backbone names,
@@ -11,20 +16,23 @@ any ConvNeXt of this package loads without a note in the log.
 
     convnext-dense convert convnext_tiny_1k_224.pth convnext_tiny_ours.pth
     convnext-dense convert timm_tiny.pth tiny_backbone.pth --prefix backbone. --arch tiny
+    convnext-dense convert hf-hub:timm/convnext_tiny.dinov3_lvd1689m dinov3_tiny.pth --arch tiny
+    convnext-dense convert convnext_tiny_1k_224.pth model.safetensors --to transformers
     convnext-dense convert mask_rcnn_mmpretrain_convnext.pth mask_rcnn_ours.pth --whole-model --arch tiny
 """
 import argparse
-import io
 import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from convnext_dense.checkpoint.formats import SAFETENSORS_SUFFIX, read_weights_file, write_safetensors, write_torch
+from convnext_dense.checkpoint.hub import is_hub_name, resolve_hub_name
 from convnext_dense.errors import ConvNeXtDenseError
-from convnext_dense.io import atomic_write, safe_torch_load
-from convnext_dense.models.checkpoint import (Conversion, compare_with_model, convert_state_dict, guess_arch,
-                                              strip_wrapper_prefixes, summarize_keys, unwrap_checkpoint)
+from convnext_dense.models.checkpoint import (WRITABLE_LAYOUTS, Conversion, compare_with_model, convert_state_dict,
+                                              guess_arch, strip_wrapper_prefixes, summarize_keys, to_layout,
+                                              unwrap_checkpoint)
 from convnext_dense.models.whole_model import LAYOUT_ORIGINS, rename_whole_model
 
 EXAMPLE_RENAMES = 5
@@ -44,6 +52,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="whole-model mode: where the backbone's keys are (default: 'backbone.')")
     parser.add_argument('--arch', help='check that the backbone fits ConvNeXt(arch=ARCH) before writing')
     parser.add_argument('--ema', action='store_true', help='take the EMA weights when the file has both')
+    parser.add_argument('--to', default='convnext_dense', choices=WRITABLE_LAYOUTS, metavar='LAYOUT',
+                        help='backbone mode: the layout to write, one of %(choices)s (default: %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -63,11 +73,23 @@ def check_arch(conversion: Conversion, arch: str) -> Optional[str]:
             f'{len(report.mismatched)} shape mismatches, {len(report.missing)} missing, first: {", ".join(first)}')
 
 
-def save(obj: Dict[str, Any], dst: str) -> None:
-    """``torch.save`` through :func:`convnext_dense.io.atomic_write`: no half-written ``dst``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write(buffer.getvalue(), dst)
+def save(state_dict: Dict[str, Any], meta: Dict[str, Any], dst: str, layout: str = 'convnext_dense') -> None:
+    """Writes tensors the way files of ``layout`` hold them, atomically: a ``.safetensors`` DST bare with
+    ``meta`` in its header; otherwise ours and mmpretrain's under ``state_dict`` beside ``meta``, the official
+    files' under ``model``, and the other publishers' bare."""
+    if dst.endswith(SAFETENSORS_SUFFIX):
+        write_safetensors(state_dict, dst, metadata=meta)
+    elif layout in ('convnext_dense', 'mmpretrain'):
+        write_torch({'state_dict': state_dict, 'meta': meta}, dst)
+    elif layout == 'facebook':
+        write_torch({'model': state_dict}, dst)
+    else:
+        write_torch(state_dict, dst)
+
+
+def _source_name(src: str) -> str:
+    """How ``meta`` names the source: a hub name as it is, a file by its name."""
+    return src if is_hub_name(src) else os.path.basename(src)
 
 
 def _print_renames(renamed: Sequence[Tuple[str, str]], new_prefix: str = '') -> None:
@@ -87,14 +109,20 @@ def convert_backbone(loaded: Any, args: argparse.Namespace) -> int:
             print(f'error: {problem}; nothing written.', file=sys.stderr)
             return 1
     prefix = args.prefix if not args.prefix or args.prefix.endswith('.') else args.prefix + '.'
-    state_dict = {prefix + k: v for k, v in conversion.state_dict.items()}
-    meta = dict(converted_from=conversion.layout, source=os.path.basename(args.src),
+    written, no_place = to_layout(args.to, conversion.state_dict)
+    state_dict = {prefix + k: v for k, v in written.items()}
+    meta = dict(converted_from=conversion.layout, source=_source_name(args.src),
                 arch=guess_arch(conversion.state_dict))
-    save({'state_dict': state_dict, 'meta': meta}, args.dst)
+    if args.to != 'convnext_dense':
+        meta['layout'] = args.to
+    save(state_dict, meta, args.dst, args.to)
 
     print(f'{args.src}: {conversion.layout} layout, arch {meta["arch"]}')
-    print(f'wrote {len(state_dict)} tensors to {args.dst}' + (f' with prefix {prefix!r}' if prefix else ''))
+    print(f'wrote {len(state_dict)} tensors to {args.dst}' + (f' in the {args.to} layout' if 'layout' in meta else '')
+          + (f' with prefix {prefix!r}' if prefix else ''))
     _print_renames(conversion.renamed, prefix)
+    if no_place:
+        print(f'not written ({args.to} has no place for them): {summarize_keys(list(no_place))}')
     print(f'ignored (classifier head / final norm / not backbone): {summarize_keys(conversion.ignored)}')
     print(f'leftover (unrecognised, not written): {summarize_keys(conversion.leftover)}')
     for note in conversion.notes:
@@ -125,8 +153,8 @@ def convert_whole_model(loaded: Any, args: argparse.Namespace) -> int:
             print(f'error: {problem}; nothing written.', file=sys.stderr)
             return 1
     meta: Dict[str, Any] = dict(loaded.get('meta') or {}) if isinstance(loaded, Mapping) else {}
-    meta.update(converted_from=rename.layout, source=os.path.basename(args.src), arch=guess_arch(backbone))
-    save({'state_dict': renamed, 'meta': meta}, args.dst)
+    meta.update(converted_from=rename.layout, source=_source_name(args.src), arch=guess_arch(backbone))
+    save(renamed, meta, args.dst)
 
     others: List[str] = [k for k in renamed if not k.startswith(backbone_prefix)]
     print(f'{args.src}: backbone {backbone_prefix}* in {LAYOUT_ORIGINS[rename.layout]}, arch {meta["arch"]}')
@@ -142,14 +170,25 @@ def convert_whole_model(loaded: Any, args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if not os.path.isfile(args.src):
+    if args.whole_model and args.to != 'convnext_dense':
+        print('error: --to writes a backbone; --whole-model keeps our names for the backbone inside a whole model',
+              file=sys.stderr)
+        return 2
+    path = args.src
+    if is_hub_name(args.src):
+        try:
+            path = resolve_hub_name(args.src)
+        except ConvNeXtDenseError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 1
+    if not os.path.isfile(path):
         print(f'error: source checkpoint not found: {args.src}', file=sys.stderr)
         return 2
-    if os.path.exists(args.dst) and os.path.samefile(args.src, args.dst):
+    if os.path.exists(args.dst) and os.path.samefile(path, args.dst):
         print(f'error: DST {args.dst} is the source file; choose another output path.', file=sys.stderr)
         return 2
     try:
-        loaded = safe_torch_load(args.src)
+        loaded = read_weights_file(path)
         return convert_whole_model(loaded, args) if args.whole_model else convert_backbone(loaded, args)
     except (ConvNeXtDenseError, RuntimeError, ValueError, KeyError) as error:
         print(f'error: cannot convert {args.src}: {error}', file=sys.stderr)

@@ -15,6 +15,11 @@ Four layouts load without a manual conversion step (docs/design.md, "Checkpoints
 - ``fcmae``: ConvNeXt V2 masked-autoencoder pre-training (:func:`convert_fcmae`): the sparse encoder under
   ``encoder.`` as the official ``fcmae.py`` saves it, or the released ``*_fcmae.pt`` files with dense names
   and GRN of shape (1, C) or (C,); the decoder, ``proj``, ``pred`` and ``mask_token`` are ignored.
+- ``torchvision``, ``transformers`` (Hugging Face ConvNext / ConvNextV2 / their Backbones), ``transformers_dinov3``
+  and ``open_clip`` (timm's names under ``visual.trunk.``): ``convnext_dense.checkpoint.public_layouts``.
+
+Files are read by ``convnext_dense.checkpoint.formats`` (safetensors files and torch pickles); a source
+``hf-hub:ORG/NAME[@REVISION]`` is resolved through the Hugging Face cache by ``convnext_dense.checkpoint.hub``.
 
 Wrappers (``state_dict``, ``model``, ``module``, ``state_dict_ema``, ``model_ema``) and the ``module.``
 (DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed first. :func:`convert_state_dict` is a
@@ -33,12 +38,14 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
+from convnext_dense.checkpoint import public_layouts
+from convnext_dense.checkpoint.formats import read_weights_file
+from convnext_dense.checkpoint.hub import is_hub_name, resolve_hub_name
 from convnext_dense.errors import (CheckpointFormatError, CheckpointKeyError, CheckpointMismatchError,
                                    CheckpointNotFoundError, UnknownCheckpointLayoutError)
-from convnext_dense.io import safe_torch_load
 from convnext_dense.models.arch import ARCH_SETTINGS
 
-LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense', 'fcmae')
+LAYOUTS = ('facebook', 'timm', 'mmpretrain', 'convnext_dense', 'fcmae') + tuple(public_layouts.PUBLIC_LAYOUTS)
 
 #: Top-level wrappers of a state dict, main weights first (the official weights are the non-EMA ones).
 STATE_DICT_KEYS = ('state_dict', 'model', 'module')
@@ -63,6 +70,7 @@ LAYOUT_EXAMPLES = {
     'mmpretrain': "{'state_dict': {'backbone.stages.0.0.depthwise_conv.weight', ...}}",
     'convnext_dense': "'downsample_layers.0.0.weight', 'stages.0.0.dwconv.weight' (bare or under backbone.)",
     'fcmae': "'encoder.stages.0.0.dwconv.kernel', 'decoder.0.dwconv.weight', 'mask_token'",
+    **{name: layout.example for name, layout in public_layouts.PUBLIC_LAYOUTS.items()},
 }
 
 CLASSIFIER_FINAL_NORM_NOTE = (
@@ -328,6 +336,41 @@ def to_facebook(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return {key: value for key, value in state_dict.items() if not _OUTPUT_NORM.match(key)}
 
 
+#: The layouts :func:`to_layout` writes (every one but FCMAE pre-training).
+WRITABLE_LAYOUTS = ('convnext_dense', 'facebook', 'timm', 'mmpretrain') + tuple(public_layouts.PUBLIC_LAYOUTS)
+
+
+def to_layout(layout: str, state_dict: Mapping[str, torch.Tensor]
+              ) -> Tuple[Dict[str, torch.Tensor], Tuple[str, ...]]:
+    """Our backbone tensors in one of :data:`WRITABLE_LAYOUTS`, names and shapes as its publisher stores them.
+
+    Args:
+        layout: The target layout.
+        state_dict: A state dict of our ConvNeXt.
+
+    Returns:
+        The converted tensors, and our keys the layout has no place for (the output norms ``norm{i}`` of
+        layouts without per-stage norms); both pure.
+
+    Raises:
+        CheckpointFormatError: ``layout`` is not one of :data:`WRITABLE_LAYOUTS`.
+    """
+    if layout not in WRITABLE_LAYOUTS:
+        raise CheckpointFormatError(f'cannot write the {layout!r} layout; choose one of {list(WRITABLE_LAYOUTS)}.')
+    if layout in public_layouts.PUBLIC_LAYOUTS:
+        public = public_layouts.PUBLIC_LAYOUTS[layout]
+        if not public.nested:
+            return public_layouts.from_ours(public, state_dict)
+        prefix, inner = public.nested
+        converted, dropped = to_layout(inner, state_dict)
+        return {prefix + key: value for key, value in converted.items()}, dropped
+    keeps_output_norms = layout in ('convnext_dense', 'mmpretrain')
+    dropped = tuple(k for k in state_dict if _OUTPUT_NORM.match(k) and not keeps_output_norms)
+    kept = {k: v for k, v in state_dict.items() if k not in dropped}
+    convert = {'convnext_dense': dict, 'facebook': to_facebook, 'timm': to_timm, 'mmpretrain': to_mmpretrain}[layout]
+    return convert(kept), dropped
+
+
 def minkowski_kernel_to_conv_weight(kernel: torch.Tensor) -> torch.Tensor:
     """A MinkowskiEngine 2-D convolution kernel as the ``nn.Conv2d`` weight the official fine-tuning makes of it.
 
@@ -425,8 +468,9 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
     Args:
         checkpoint: A loaded checkpoint or state dict, wrapped or not.
         prefix: Take only the keys under this prefix (init_cfg ``prefix``; ``''``: every key, as it is); by
-            default a ``backbone.`` prefix is detected and every other key is ignored as not belonging to
-            the backbone. The classifier's final norm is recognised the same way in every case.
+            default a ``backbone.`` prefix (``visual.trunk.`` in an open_clip model) is detected and every
+            other key is ignored as not belonging to the backbone. The classifier's final norm is recognised
+            the same way in every case.
         ema: Prefer EMA weights when the checkpoint holds both.
 
     Returns:
@@ -435,9 +479,13 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
     state_dict, _ = unwrap_checkpoint(checkpoint, ema=ema)
     state_dict = strip_wrapper_prefixes(state_dict)
     ignored: List[str] = []
-    if prefix is None and any(k.startswith('backbone.') for k in state_dict):
-        ignored = [k for k in state_dict if not k.startswith('backbone.')]
-        prefix = 'backbone.'
+    # A model whose backbone is another layout under a prefix of its own (open_clip's image tower).
+    nesting = public_layouts.detect_public_layout(list(state_dict)) if prefix is None else None
+    nesting = nesting if nesting is not None and nesting.nested else None
+    backbone_prefix = nesting.nested[0] if nesting else 'backbone.'
+    if prefix is None and any(k.startswith(backbone_prefix) for k in state_dict):
+        ignored = [k for k in state_dict if not k.startswith(backbone_prefix)]
+        prefix = backbone_prefix
     # Put back on reported source keys so they read as in the file.
     source_prefix = (prefix if prefix.endswith('.') else prefix + '.') if prefix else ''
     # The classifier head sits beside the backbone (``head.*`` next to ``backbone.*``, or at the top of a
@@ -445,12 +493,19 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
     has_classifier_head = any(k.startswith(_sibling(source_prefix, 'head.')) for k in state_dict)
     if source_prefix:
         state_dict = select_prefix(state_dict, source_prefix)
-    layout = 'fcmae' if is_fcmae(state_dict) else detect_layout(list(state_dict))
+    public = public_layouts.detect_public_layout(list(state_dict))
+    if public is not None and not public.nested:
+        layout = public.name
+    else:
+        layout = 'fcmae' if is_fcmae(state_dict) else detect_layout(list(state_dict))
     if layout == 'fcmae':
         conversion = convert_fcmae(state_dict, source_prefix)
         conversion.ignored[:0] = ignored
         return conversion
     rename = {'timm': _rename_timm, 'mmpretrain': _rename_mmpretrain}.get(layout, _rename_official)
+    reshape = public_layouts.keep_shape
+    if layout in public_layouts.PUBLIC_LAYOUTS:
+        rename, reshape = public.rename_to_ours, public.reshape_to_ours
     output_norms = {k for k in state_dict if _OUTPUT_NORM.match(k)}
     classifier_final_norm = (layout == 'mmpretrain' and has_classifier_head
                              and {k.split('.')[0] for k in output_norms} == {'norm3'})
@@ -466,9 +521,12 @@ def convert_state_dict(checkpoint: Mapping[str, Any], prefix: Optional[str] = No
         elif not _OUR_KEY.match(new_key) or not isinstance(value, torch.Tensor):
             leftover.append(source_prefix + key)
         else:
-            converted[new_key] = _to_our_shape(new_key, value)
+            converted[new_key] = _to_our_shape(new_key, reshape(new_key, value))
             if source_prefix + key != new_key:
                 renamed.append((source_prefix + key, new_key))
+    if nesting is not None and prefix == nesting.nested[0] and layout == nesting.nested[1]:
+        layout = nesting.name
+        notes.append(f'{nesting.name}: {nesting.description}')
     return Conversion(layout, converted, renamed, ignored, leftover, notes)
 
 
@@ -535,11 +593,14 @@ def _refusal(report: LoadReport, conversion: Conversion, model_arch: Any) -> Opt
 
 
 def load_checkpoint_file(filename: str, map_location: Any = 'cpu') -> Any:
-    """Reads a local file or URL with ``weights_only=True``.
+    """Reads a local file (safetensors or a torch pickle), a URL or a Hugging Face Hub name, pickles with
+    ``weights_only=True``.
 
     Raises:
         FileNotFoundError: A local ``filename`` that does not exist.
     """
+    if is_hub_name(filename):
+        filename = resolve_hub_name(filename)
     if filename.startswith(('http://', 'https://')):
         return torch.hub.load_state_dict_from_url(filename, map_location=map_location, weights_only=True)
     if '://' in filename:  # open-mmlab://, s3://, ...: mmengine's loaders
@@ -549,7 +610,7 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu') -> Any:
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f'ConvNeXt init_cfg checkpoint not found: {filename}. Fix the path in '
                                 f"init_cfg=dict(type='Pretrained', checkpoint=...) or download the file.")
-    return safe_torch_load(path, map_location=map_location)
+    return read_weights_file(path, map_location=map_location)
 
 
 def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = None,
@@ -558,7 +619,7 @@ def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = N
 
     Args:
         model: The backbone to fill.
-        checkpoint: Local path or URL.
+        checkpoint: Local path, URL or ``hf-hub:ORG/NAME[@REVISION]``.
         prefix: Only keys under this prefix, stripped (mmengine init_cfg ``prefix``).
         map_location: Passed to ``torch.load``.
         ema: Prefer EMA weights when the checkpoint holds both.

@@ -22,16 +22,18 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from convnext_dense.checkpoint.public_layouts import PUBLIC_LAYOUTS
 from convnext_dense.models.checkpoint import convert_state_dict, summarize_keys, summarize_mismatches
 
 #: Backbone layouts whose keys are renamed inside a whole model (ours and facebook's need nothing).
-FOREIGN_LAYOUTS = ('mmpretrain', 'timm')
+FOREIGN_LAYOUTS = ('mmpretrain', 'timm') + tuple(PUBLIC_LAYOUTS)
 #: How each known layout is described in reports and errors.
 LAYOUT_ORIGINS = {
     'mmpretrain': 'mmpretrain names, as mmdet 3.x / mmseg 1.x save models built with mmpretrain.ConvNeXt',
     'timm': 'timm names',
     'facebook': "the official names, as the authors' mmdet 2.x / mmseg 0.x releases",
     'convnext_dense': "this package's names (the official ones)",
+    **{name: f'{name} names ({layout.description})' for name, layout in PUBLIC_LAYOUTS.items()},
 }
 
 
