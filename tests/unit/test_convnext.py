@@ -522,3 +522,20 @@ def test_v2_params_and_flops_match_the_official_table(arch):
     official_params, official_flops = V2_COMPLEXITY[arch]
     assert params == pytest.approx(official_params, rel=0.01)
     assert flops == pytest.approx(official_flops, rel=0.01)
+
+
+def test_xxlarge_is_timms_clip_convnext_xxlarge():
+    """arch='xxlarge' holds timm's convnext_xxlarge (open_clip's CLIP ConvNeXt-XXLarge tower), tensor for tensor."""
+    import timm
+
+    from convnext_dense.models.checkpoint import compare_with_model, convert_state_dict
+    with torch.device('meta'):
+        reference = timm.create_model('convnext_xxlarge', pretrained=False, num_classes=0)
+        ours = ConvNeXt('xxlarge')
+    report = compare_with_model(convert_state_dict(reference.state_dict()),
+                                {k: tuple(v.shape) for k, v in ours.state_dict().items()})
+    assert report.missing == [] and report.mismatched == [] and report.unexpected == []
+    assert report.ignored == ['head.norm.weight', 'head.norm.bias']
+    backbone = sum(p.numel() for name, p in ours.named_parameters() if not name.startswith('norm'))
+    assert backbone == sum(p.numel() for name, p in reference.named_parameters() if not name.startswith('head.'))
+    assert 840e6 < backbone < 850e6
