@@ -1,8 +1,9 @@
-"""torchvision, Hugging Face transformers and open_clip checkpoints load into our backbone and give their
-publishers' stage outputs; our backbone converts back to each of their layouts.
+"""torchvision, Hugging Face transformers, open_clip and Meta's DINOv3 / EUPE checkpoints load into our
+backbone and give their publishers' stage outputs; our backbone converts back to each of their layouts.
 
-torchvision's model is built here; the transformers and open_clip files in tests/fixtures/public_layouts/
-were written by those packages (tests/fixtures/make_public_layouts.py), with their models' stage outputs.
+torchvision's model is built here; the transformers, open_clip and DINOv3 files in
+tests/fixtures/public_layouts/ were written by those packages' own code (tests/fixtures/make_public_layouts.py),
+with their models' stage outputs.
 """
 import re
 from pathlib import Path
@@ -183,6 +184,34 @@ def test_backbone_norms_are_our_output_norms_by_stage_name():
         assert conversion.state_dict[f'norm{stage - 1}.bias'] is backbone[f'hidden_states_norms.stage{stage}.bias']
     stem_norm = {'hidden_states_norms.stem.weight': torch.ones(8)}  # out_features 'stem': no output of ours
     assert convert_state_dict({**backbone, **stem_norm}).ignored == ['hidden_states_norms.stem.weight']
+
+
+# --------------------------------------------------------------------------- DINOv3 and EUPE official files
+def eupe_heads(channels: int = 20) -> Dict[str, torch.Tensor]:
+    """What EUPE's files hold beyond DINOv3's: distillation projectors and per-stage feature norms. The
+    prefixes are those timm's convnext.checkpoint_filter_fn discards for EUPE files; the names after them
+    stand for any module there."""
+    generator = torch.Generator().manual_seed(9)
+    return {'projectors.0.weight': torch.randn(32, channels, generator=generator),
+            'projectors.0.bias': torch.randn(32, generator=generator),
+            'norms.0.weight': torch.rand(8, generator=generator), 'norms.0.bias': torch.randn(8, generator=generator)}
+
+
+@pytest.mark.parametrize('extra', [{}, eupe_heads()], ids=['dinov3', 'eupe'])
+def test_dinov3_and_eupe_official_files_give_their_stage_outputs(tmp_path, extra):
+    """Meta's files: the official names plus the final ``norm`` and its alias ``norms.3`` (EUPE: projectors
+    and more feature norms), written by dinov3/models/convnext.py; loaded with the extras reported."""
+    source = read_weights_file(str(PUBLIC / 'dinov3_official' / 'dinov3_convnext.pth'))
+    path = tmp_path / 'official.pth'
+    torch.save({**source, **extra}, path)
+    report = load_pretrained(ConvNeXt(FIXTURE_ARCH), str(path))
+    assert report.layout == 'facebook' and report.missing == [] and report.mismatched == []
+    assert set(report.ignored) == {'norm.weight', 'norm.bias'}
+    assert set(report.unexpected) == {'norms.3.weight', 'norms.3.bias'} | set(extra)
+    expected = stored_outputs('dinov3_official')
+    with torch.no_grad():
+        outputs = list(ours_from(path)(expected['input']))
+    assert_outputs_equal(outputs, [layer_normalized(expected[f'stage{i}']) for i in range(4)])
 
 
 # ---------------------------------------------------------------------------------------- our weights, back
