@@ -304,13 +304,13 @@ def official_v2_group(name: str, param: nn.Parameter) -> Tuple[int, bool]:
 
 @pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
 def test_v2_grn_affine_parameters_get_no_weight_decay(decay_type):
-    """GRN's gamma and beta are 1x1x1xC: out of decay by name in both modes, as the V2 authors do."""
+    """GRN's gamma and beta are 1-D: out of decay in both modes, as the V2 authors do."""
     model = Detector(narrow_convnext(SMALL_DEPTHS, use_grn=True, layer_scale_init_value=0.0))
     groups = build_groups(constructor(decay_rate=0.95, decay_type=decay_type, num_layers=12), model)
     wd = {name: group['weight_decay'] for group in groups for name in group['param_names']}
     grn = [name for name in wd if '.grn.' in name]
     assert len(grn) == 2 * sum(SMALL_DEPTHS)
-    assert all(model.get_parameter(name).ndim == 4 for name in grn)
+    assert all(model.get_parameter(name).ndim == 1 for name in grn)
     assert {wd[name] for name in grn} == {0.0}
     assert wd['backbone.stages.1.0.pwconv1.weight'] == BASE_WD
 
