@@ -67,3 +67,28 @@ class CliError(ConvNeXtDenseError, ValueError):
 
 class RunError(ConvNeXtDenseError):
     """A run that started and failed on what it met (e.g. a non-finite loss); exit status 1."""
+
+
+class DownloadError(CheckpointError):
+    """Released weights that could not be downloaded: the message names the URL, the reason (DNS, TLS, an HTTP
+    status, a timeout, a connection closed mid-file, not a checkpoint) and the fallback.
+
+    Args:
+        message: The one-line message.
+        url: The URL that was asked for (after the mirror rewrite).
+        reason: Short machine-readable cause: ``'dns'``, ``'tls'``, ``'http'``, ``'timeout'``, ``'refused'``,
+            ``'network'``, ``'incomplete'``, ``'not-a-checkpoint'`` or ``'hash'``.
+    """
+
+    def __init__(self, message: str, url: str = '', reason: str = '') -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class HashMismatchError(DownloadError):
+    """A downloaded file whose SHA-256 is not the one its file name or the metafile gives; it is not kept."""
+
+
+class ReportError(ConvNeXtDenseError, ValueError):
+    """A work dir, results file or option that ``convnext-dense report`` cannot read or draw."""

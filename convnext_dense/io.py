@@ -5,10 +5,12 @@
   complete new one, never a half-written one. :func:`atomic_write` writes bytes or text through it; writers
   that need a path of their own (a video encoder, mmdet's result dumper) use it directly.
 - :func:`safe_torch_load` reads with ``torch.load(weights_only=True)`` and allows exactly the extra types
-  that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars) and the
-  ``argparse.Namespace`` of plain values that the official ConvNeXt (V1, V2) training scripts save beside the
-  weights: a crafted pickle that would run code is refused, for training checkpoints and pretrained weights
-  alike.
+  that mmengine writes into training checkpoints (its ``HistoryBuffer``, numpy arrays and scalars), the
+  numpy scalars of files written by mmcv 1.x under numpy 1.x (mmdet 2.x / mmseg 0.x whole models, whose
+  meta and optimizer state are otherwise plain containers, strings and numbers; see
+  ``checkpoint/legacy.py``) and the ``argparse.Namespace`` of plain values that the official ConvNeXt (V1,
+  V2) training scripts save beside the weights: a crafted pickle that would run code is refused, for
+  training checkpoints and pretrained weights alike.
 """
 import argparse
 import contextlib
@@ -34,7 +36,11 @@ def _numpy_globals() -> List[Any]:
         from numpy.core import multiarray
     dtype_types = [type(np.dtype(code)) for code in np.typecodes['All'] if code not in 'Mm']
     dtype_types += [type(np.dtype('M8[s]')), type(np.dtype('m8[s]'))]
-    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_types]
+    # Files written under numpy 1.x (mmcv 1.x's, e.g. a ``best_score`` in ``meta['hook_msgs']``) name the same
+    # two functions by their numpy 1.x module, which numpy 2 keeps only as an alias.
+    numpy1_names = [(multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+                    (multiarray.scalar, 'numpy.core.multiarray.scalar')]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_types, *numpy1_names]
 
 
 def _history_buffer_getattr(owner: Any, name: str) -> Any:

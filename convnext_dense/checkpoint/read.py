@@ -4,7 +4,7 @@
 
 - ``hf-hub:ORG/NAME[@REVISION]``: the repository's weights file through huggingface_hub's cache
   (:mod:`.hub`);
-- ``http://`` / ``https://``: downloaded once into torch's hub cache (``$TORCH_HOME/hub/checkpoints``);
+- ``http://`` / ``https://``: downloaded once into the weights cache (:mod:`.download`: mirror, checks);
 - another ``scheme://`` (``open-mmlab://``, ``s3://``, ...): mmengine's ``CheckpointLoader`` for that scheme;
 - anything else: a local file.
 
@@ -21,12 +21,11 @@ if the file (path, size, modification time) is unchanged, instead of reading it 
 """
 import os
 import os.path as osp
-import urllib.parse
 from typing import Any, Dict, Optional, Tuple
 
-import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from convnext_dense.checkpoint.download import download
 from convnext_dense.checkpoint.formats import read_weights_file
 from convnext_dense.checkpoint.hub import is_hub_name, resolve_hub_name
 from convnext_dense.errors import CheckpointError, CheckpointFormatError, CheckpointNotFoundError
@@ -83,21 +82,6 @@ def read_local_checkpoint(path: str, map_location: Any = 'cpu') -> Any:
     return read_weights_file(path, map_location=map_location)
 
 
-def download_to_cache(url: str) -> str:
-    """The local copy of ``url`` in torch's hub cache (``$TORCH_HOME/hub/checkpoints/<file name>``), downloaded
-    once, as ``torch.hub.load_state_dict_from_url`` keeps it.
-
-    Args:
-        url: An ``http(s)://`` URL.
-    """
-    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-    path = osp.join(folder, osp.basename(urllib.parse.urlparse(url).path))
-    if not osp.isfile(path):
-        os.makedirs(folder, exist_ok=True)
-        torch.hub.download_url_to_file(url, path)  # through a temporary file, renamed when complete
-    return path
-
-
 def _local_path(source: str, purpose: Optional[str]) -> str:
     path = osp.expanduser(source)
     if osp.isdir(path):
@@ -142,6 +126,7 @@ def read_checkpoint(source: str, map_location: Any = 'cpu', purpose: Optional[st
         CheckpointNotFoundError: A local path that does not exist (also a ``FileNotFoundError``); a hub name
             whose repository, revision or file does not exist, or is not cached while offline.
         CheckpointAccessError: A gated or private hub repository (the message says how to get access).
+        DownloadError: A URL that could not be fetched (the message names the reason and the fallback).
         MissingDependencyError: A hub name or ``.safetensors`` file without huggingface_hub / safetensors.
         CheckpointError: A folder, a file that is not a checkpoint, refused code, or an object that is not
             a dict.
@@ -150,7 +135,7 @@ def read_checkpoint(source: str, map_location: Any = 'cpu', purpose: Optional[st
     if is_hub_name(source):  # before the local path: 'hf-hub:ORG/NAME' has no '://'
         loaded = read_weights_file(resolve_hub_name(source), map_location)
     elif source.startswith(URL_PREFIXES):
-        loaded = read_weights_file(download_to_cache(source), map_location)
+        loaded = read_weights_file(str(download(source)), map_location)
     elif '://' in source:
         loaded = CheckpointLoader.load_checkpoint(source, map_location=map_location)
     else:

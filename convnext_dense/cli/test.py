@@ -5,6 +5,7 @@ prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmenta
 
     convnext-dense test configs/det/mask_rcnn_convnext_t_3x.py work_dirs/x/epoch_36.pth
     convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
+                                                                        # + results.pkl.meta.json for `report`
     convnext-dense test CONFIG CKPT --tta
 """
 import argparse
@@ -20,6 +21,7 @@ from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, setup
 from convnext_dense.config import task_of
 from convnext_dense.errors import CliError
 from convnext_dense.io import atomic_output
+from convnext_dense.report.results import write_results_info
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -130,5 +132,7 @@ def main(argv=None) -> int:
     check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
     if args.out is not None and task == 'det':
         add_result_dump(runner, args.out)
-    runner.test()
+    metrics = runner.test()
+    if args.out is not None:  # beside the results: the config, checkpoint and metrics `report` needs
+        write_results_info(cfg, args.out, args.checkpoint, metrics)
     return 0

@@ -139,7 +139,8 @@ def metafile_records() -> Optional[Dict[str, dict]]:
             metrics = {}
             for result in model.get('Results') or ():
                 metrics.update(result['Metrics'])
-            records[model['Config']] = dict(model.get('Metadata') or {}, metrics=metrics)
+            records[model['Config']] = dict(model.get('Metadata') or {}, metrics=metrics,
+                                            weights=model.get('Weights') or [])
     return records
 
 
@@ -198,6 +199,19 @@ def test_zoo_row_matches_the_paper(row):
         paper_params, paper_flops = float(record['Parameters']), float(record['FLOPs'])
     assert abs(params - paper_params) <= PAPER_TOLERANCE * paper_params, (config, params, paper_params)
     assert abs(flops - paper_flops) <= PAPER_TOLERANCE * paper_flops, (config, flops, paper_flops)
+
+
+@pytest.mark.parametrize('row', ZOO_ROWS, ids=lambda row: link_target(row['config']))
+def test_zoo_row_links_the_metafiles_trained_weights(row):
+    records = metafile_records()
+    if records is None:
+        pytest.skip('no metafile')
+    config = link_target(row['config'])
+    weights = records[config]['weights']
+    cell = row.get('trained weights', '')
+    assert re.findall(r'\]\(([^)]+)\)', cell) == [entry['URL'] for entry in weights], config
+    if not weights:
+        assert cell == '–', config
 
 
 # ------------------------------------------------------------------------------------------------ commands

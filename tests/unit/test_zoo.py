@@ -79,3 +79,92 @@ def test_lookup_and_refusals(tmp_path):
         zoo.models('cls')
     with pytest.raises(ConfigError, match='metafile.yml'):
         zoo.models('det', configs_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------- released weights
+AUTHORS_HOST = 'https://dl.fbaipublicfiles.com/convnext/'
+OPENMMLAB_HOST = 'https://download.openmmlab.com/'
+
+
+def all_weights():
+    return [(task, stem, w) for task in zoo.TASKS for stem, r in zoo.models(task).items() for w in r['weights']]
+
+
+def test_the_authors_13_trained_models_are_each_configs_default():
+    authors = [(task, stem, w) for task, stem, w in all_weights() if w.released_by == 'ConvNeXt authors']
+    assert sorted(task for task, _, _ in authors) == ['det'] * 7 + ['seg'] * 6
+    for task, stem, weights in authors:
+        record = zoo.models(task)[stem]
+        assert record['weights'][0] == weights  # the default file
+        folder = 'coco/' if task == 'det' else 'ade20k/'
+        assert weights.url.startswith(AUTHORS_HOST + folder) and weights.url.endswith('.pth')
+        paper = {key: record[key] for key in weights.metrics}
+        assert weights.metrics == paper, stem  # the paper's table is the authors' README table
+        assert weights.written_by.startswith(('mmdet 2.11', 'mmseg 0.11')) and weights.expected_sha256 is None
+
+
+def test_openmmlab_weights_are_marked_with_their_own_results():
+    openmmlab = {stem: w for _, stem, w in all_weights() if w.released_by == 'OpenMMLab'}
+    assert sorted(openmmlab) == sorted([
+        'mask_rcnn_convnext_t_3x', 'cascade_convnext_t_3x', 'cascade_convnext_s_3x',
+        'mask_rcnn_convnextv2_b_fcmae_lsj_3x', 'upernet_convnext_t_512_160k', 'upernet_convnext_s_512_160k',
+        'upernet_convnext_b_512_160k', 'upernet_convnext_b_in22k_640_160k', 'upernet_convnext_l_in22k_640_160k',
+        'upernet_convnext_xl_in22k_640_160k'])
+    assert openmmlab['cascade_convnext_t_3x'].metrics == {'box AP': 50.3, 'mask AP': 43.6}
+    assert openmmlab['upernet_convnext_t_512_160k'].metrics == {'mIoU': 46.11, 'mIoU (ms+flip)': 46.62}
+    assert openmmlab['mask_rcnn_convnextv2_b_fcmae_lsj_3x'] == zoo.released_weights('mask_rcnn_convnextv2_b_fcmae_lsj_3x')
+    for stem, weights in openmmlab.items():
+        assert weights.url.startswith(OPENMMLAB_HOST) and weights.upstream_config
+        assert weights.source.startswith('https://github.com/open-mmlab/')
+        assert len(weights.expected_sha256) == 8, stem  # publish_model's -<sha256[:8]> file names
+
+
+def test_every_metafile_url_is_well_formed_and_every_weights_url_unique():
+    from urllib.parse import urlparse
+
+    from convnext_dense.checkpoint.hub import hub_page
+    urls = []
+    for task in zoo.TASKS:
+        for stem, record in zoo.models(task).items():
+            # Pretrained weights may be a Hugging Face Hub name: its repository's page is checked.
+            pretrained = hub_page(record['pretrained'])
+            for url in [pretrained] + [w.url for w in record['weights']] + [w.source for w in record['weights']]:
+                parsed = urlparse(url)
+                assert parsed.scheme == 'https' and parsed.netloc and ' ' not in url, (stem, url)
+            for weights in record['weights']:
+                assert urlparse(weights.url).path.endswith(('.pth', '.pt')), weights.url
+                assert set(weights.metrics) <= set(record) | {'box AP', 'mask AP', 'mIoU', 'mIoU (ms+flip)'}
+                urls.append(weights.url)
+    assert len(urls) == len(set(urls)) == 23
+
+
+def test_released_weights_by_name_and_publisher():
+    default = zoo.released_weights('cascade_convnext_t_3x')
+    assert default.url == AUTHORS_HOST + 'coco/cascade_mask_rcnn_convnext_tiny_1k_3x.pth'
+    assert zoo.released_weights('det/cascade_convnext_t_3x.py', released_by='openmmlab').url.endswith('-8f07c40b.pth')
+    assert zoo.released_weights('configs/seg/upernet_convnext_t_512_160k', 'authors').released_by == 'ConvNeXt authors'
+    task, stem, record = zoo.find('upernet_convnext_t_512_160k')
+    assert (task, stem) == ('seg', 'upernet_convnext_t_512_160k')
+    assert zoo.config_file(record).is_file() and zoo.config_file(record).name == 'upernet_convnext_t_512_160k.py'
+    assert zoo.find('seg/cascade_convnext_t_3x') is None and zoo.find('mask_rcnn_convnext_shapes') is None
+    with pytest.raises(ConfigError, match="no model named 'cascade_convnext_t3x'; close names: cascade_convnext_t_3x"):
+        zoo.released_weights('cascade_convnext_t3x')
+    with pytest.raises(ConfigError, match='mask_rcnn_convnextv2_l_fcmae_lsj_3x has no released trained weights'):
+        zoo.released_weights('mask_rcnn_convnextv2_l_fcmae_lsj_3x')
+    with pytest.raises(ConfigError, match="no weights released by 'openmmlab'; it has: ConvNeXt authors"):
+        zoo.released_weights('cascade_convnext_xl_in22k_3x', released_by='openmmlab')
+
+
+def test_a_malformed_weights_entry_names_the_file_and_model(tmp_path):
+    (tmp_path / 'det').mkdir()
+    (tmp_path / 'det' / 'metafile.yml').write_text(
+        'Models:\n  - Name: m\n    Config: configs/det/m.py\n    Metadata: {Pretrained Weights: x}\n'
+        '    Weights:\n      - URL: https://h/m.pth\n        Released By: me\n')
+    with pytest.raises(ConfigError, match=r'model m: a Weights entry lacks Source, Results'):
+        zoo.models('det', configs_dir=tmp_path)
+    (tmp_path / 'det' / 'metafile.yml').write_text(
+        'Models:\n  - Name: m\n    Config: configs/det/m.py\n    Metadata: {Pretrained Weights: x}\n'
+        '    Weights:\n      - {URL: "https://h/m.pth", Released By: me, Source: "https://h", SHA256: ABCDEF12,'
+        ' Results: {box AP: 1}}\n')
+    weights = zoo.released_weights('m', configs_dir=tmp_path)
+    assert (weights.sha256, weights.expected_sha256, weights.metrics) == ('abcdef12', 'abcdef12', {'box AP': 1.0})
