@@ -249,11 +249,16 @@ def test_written_layouts_have_the_publishers_names_and_shapes(folder):
     assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(source[k].shape) for k in loaded_from}
 
 
-def test_transformers_v2_grn_is_written_in_its_own_shape():
+def test_v2_grn_is_written_in_each_layouts_own_shape():
     with torch.device('meta'):
         ours = ConvNeXt(FIXTURE_ARCH, use_grn=True, layer_scale_init_value=0.0).state_dict()
+    assert ours['stages.2.1.grn.gamma'].shape == (64,)
     written = from_ours(ours, 'transformers')
     assert written['encoder.stages.2.layers.1.grn.weight'].shape == (1, 1, 1, 64)
+    # The official V2 code's shape; timm and mmpretrain keep vectors, as ours.
+    assert from_ours(ours, 'facebook')['stages.2.1.grn.beta'].shape == (1, 1, 1, 64)
+    assert from_ours(ours, 'timm')['stages.2.blocks.1.mlp.grn.weight'].shape == (64,)
+    assert from_ours(ours, 'mmpretrain')['stages.2.1.grn.gamma'].shape == (64,)
     classifier = read_weights_file(str(PUBLIC / 'transformers_convnextv2_classifier' / 'pytorch_model.bin'))
     assert classifier['convnextv2.encoder.stages.2.layers.1.grn.weight'].shape == (1, 1, 1, 64)
 
