@@ -33,8 +33,8 @@ from convnext_dense.checkpoint.whole_model import (BackboneRename, backbone_pref
 __all__ = [
     'BackboneRename', 'Conversion', 'LAYOUTS', 'Layout', 'LoadReport', 'WRITABLE_LAYOUTS', 'backbone_prefixes',
     'check_fit', 'check_local_checkpoint', 'compare', 'convert_fcmae', 'convert_state_dict', 'detect_layout',
-    'explain_misfit', 'from_ours', 'guess_arch', 'is_hub_name', 'is_remote', 'keep_for_next_read', 'load_pretrained', 'match',
-    'model_state_dict', 'read_checkpoint', 'read_local_checkpoint', 'read_weights_file', 'rename_backbone',
+    'explain_misfit', 'from_ours', 'guess_arch', 'is_hub_name', 'is_remote', 'keep_for_next_read',
+    'load_pretrained', 'match', 'model_state_dict', 'read_checkpoint', 'read_local_checkpoint', 'read_weights_file', 'rename_backbone',
     'rename_foreign_keys_hook', 'rename_whole_model', 'resolve_hub_name', 'select_prefix', 'strip_wrapper_prefixes',
     'summarize_keys', 'summarize_mismatches', 'to_facebook', 'to_mmpretrain', 'to_timm', 'unwrap_checkpoint',
     'write_safetensors',
