@@ -1,0 +1,159 @@
+"""Released models by name, end to end, on 127.0.0.1: a zoo entry (a temporary metafile) whose weights are an
+mmcv 1.x file of the demo Mask R-CNN, published at the authors' host and served through the mirror setting.
+
+``infer NAME image`` downloads it once (a progress line), paints with the file's own classes, works from the
+cache with the server stopped, and predicts what the same weights saved by mmengine predict; ``test NAME`` on
+the shapes data gives the metrics of the local file, with the published numbers beside them.
+"""
+import hashlib
+import io
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+from fixtures import mmcv1_checkpoints as fixtures
+from fixtures.weights_server import Server
+from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
+from mmengine.visualization import Visualizer
+from shapes_run import make_data
+
+from convnext_dense import zoo
+from convnext_dense.checkpoint import download as dl
+from convnext_dense.cli import test as test_cli
+from convnext_dense.cli.main import main as cli_main
+
+NAME = 'mask_rcnn_shapes_released'
+URL_PATH = 'convnext/coco/mask_rcnn_shapes_released.pth'
+#: The file's own classes, unlike the config's: what is painted shows where the names came from.
+FILE_CLASSES = ('disc', 'box', 'wedge', 'spark', 'hoop')
+TEST_CONFIG = '''
+_base_ = {base!r}
+data_root = {data_root!r}
+test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root=data_root))
+test_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+default_hooks = dict(visualization=dict(draw=False))
+model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))  # random heads: keep every detection
+'''
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    """The released file and its mmengine twin, a configs folder naming NAME, the server and the shapes data."""
+    root = tmp_path_factory.mktemp('zoo_models')
+    model = fixtures.build_model('mask_rcnn')
+    checkpoint = fixtures.mmcv1_checkpoint(model, 'mask_rcnn')
+    checkpoint['meta']['CLASSES'] = FILE_CLASSES
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getvalue()
+    local = root / 'released_local.pth'
+    local.write_bytes(data)
+    mmengine_file = root / 'mmengine.pth'
+    save_checkpoint({'meta': dict(dataset_meta=dict(classes=FILE_CLASSES)),
+                     'state_dict': weights_to_cpu(model.state_dict())}, str(mmengine_file))
+    shapes = make_data(root / 'shapes', num_train=1, num_val=2)
+    config = root / 'configs' / 'shapes_released.py'
+    config.parent.mkdir()
+    config.write_text(TEST_CONFIG.format(base=str(fixtures.DEMO / 'mask_rcnn_convnext_shapes.py'),
+                                         data_root=f'{shapes}/'))
+    (root / 'configs' / 'det').mkdir()
+    (root / 'configs' / 'det' / 'metafile.yml').write_text(
+        'Models:\n'
+        f'  - {{Name: {NAME}, Config: {config}, Metadata: {{Pretrained Weights: x}},\n'
+        f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{URL_PATH}", Released By: ConvNeXt authors,\n'
+        f'                Source: "https://github.com/facebookresearch/ConvNeXt", Written By: mmdet 2.x (mmcv 1.x),\n'
+        f'                SHA256: {hashlib.sha256(data).hexdigest()}, Results: {{box AP: 50.4, mask AP: 43.7}}}}]}}\n')
+    server = Server({URL_PATH: data})
+    yield dict(root=root, local=local, mmengine=mmengine_file, config=config, server=server,
+               images=sorted((shapes / 'images' / 'val').glob('*.png')))
+    server.stop()
+
+
+@pytest.fixture
+def released(site, tmp_path, monkeypatch):
+    """NAME in the zoo, the mirror at the server, an empty cache."""
+    monkeypatch.setattr(zoo, 'config_root', lambda: site['root'] / 'configs')
+    for name in ('http_proxy', 'https_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(dl.MIRROR_ENV, f'{site["server"].base}/files')
+    monkeypatch.setenv(dl.CACHE_ENV, str(tmp_path / 'cache'))
+    return tmp_path / 'cache'
+
+
+def run_cli(argv, capsys):
+    status = cli_main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.err
+    return status, captured.out, captured.err
+
+
+def predictions(out_dir):
+    return {path.name: json.loads(path.read_text()) for path in sorted((out_dir / 'preds').glob('*.json'))}
+
+
+def test_infer_name_downloads_once_paints_its_classes_and_runs_from_the_cache(site, released, tmp_path, capsys):
+    images = site['images']
+    requests = site['server'].requests
+    before = requests[f'/files/{URL_PATH}']
+    status, _, err = run_cli(['infer', NAME, *images, '--out-dir', tmp_path / 'first', '--score-thr', '0'], capsys)
+    assert status == 0, err
+    assert f'downloading {URL_PATH.rsplit("/", 1)[-1]}: 100%' in err
+    assert requests[f'/files/{URL_PATH}'] == before + 1
+    assert (released / URL_PATH.rsplit('/', 1)[-1]).read_bytes() == site['local'].read_bytes()
+    first = predictions(tmp_path / 'first')
+    assert sorted(first) == sorted(f'{path.stem}.json' for path in images)
+    assert sorted(path.stem for path in (tmp_path / 'first' / 'vis').glob('*.png')) == sorted(p.stem for p in images)
+    names = {name for record in first.values() for name in record['class_names']}
+    assert names and names <= set(FILE_CLASSES)
+
+    # The same weights saved by mmengine predict the same.
+    status, _, err = run_cli(['infer', site['config'], site['mmengine'], *images, '--out-dir', tmp_path / 'mmengine',
+                              '--score-thr', '0'], capsys)
+    assert status == 0, err
+    assert predictions(tmp_path / 'mmengine') == first
+
+    # The server gone (and the mirror pointing at nothing): the cached file is used as it is.
+    site['server'].stop()
+    try:
+        status, _, err = run_cli(['infer', NAME, *images, '--out-dir', tmp_path / 'offline', '--score-thr', '0'],
+                                 capsys)
+    finally:
+        site['server'] = Server(site['server'].httpd.files)
+    assert status == 0, err
+    assert 'downloading' not in err and predictions(tmp_path / 'offline') == first
+
+
+def test_test_name_gives_the_local_files_metrics_with_the_published_ones_beside(site, released, tmp_path, capsys,
+                                                                                monkeypatch):
+    measured = []
+
+    def record(metrics, resolved):
+        measured.append(dict(metrics))
+        return print_published(metrics, resolved)
+
+    print_published = test_cli.print_published
+    monkeypatch.setattr(test_cli, 'print_published', record)
+    status, out, err = run_cli(['test', NAME, '--work-dir', tmp_path / 'by_name', '--out', tmp_path / 'by_name.pkl',
+                                '--show-dir', 'vis', '--weights-mirror', f'{site["server"].base}/files'], capsys)
+    assert status == 0, err
+    assert Visualizer.get_current_instance().dataset_meta['classes'] == FILE_CLASSES  # painted with the file's
+    assert len(list((tmp_path / 'by_name').glob('*/vis/*.png'))) == len(site['images'])
+    assert f'{NAME}, measured beside published (https://github.com/facebookresearch/ConvNeXt):' in out
+    assert 'coco/bbox_mAP ' in out and '(published 50.4, ConvNeXt authors)' in out
+    assert '(published 43.7, ConvNeXt authors)' in out
+    # A copy of the config under another name: mmengine names a run's logger and visualizer after it.
+    local_config = shutil.copy(site['config'], tmp_path / 'shapes_local.py')
+    status, out, err = run_cli(['test', local_config, site['local'], '--work-dir', tmp_path / 'local',
+                                '--out', tmp_path / 'local.pkl'], capsys)
+    assert status == 0, err
+    assert 'published' not in out
+    assert len(measured) == 2 and measured[0] == measured[1] and 'coco/bbox_mAP' in measured[0]
+    by_name, local = (pickle.loads((tmp_path / f'{run}.pkl').read_bytes()) for run in ('by_name', 'local'))
+    assert len(by_name) == len(local) == len(site['images'])
+    for named, own in zip(by_name, local):
+        assert len(named['pred_instances']['scores']) > 0
+        for key in ('bboxes', 'scores', 'labels'):
+            assert torch.equal(named['pred_instances'][key], own['pred_instances'][key])
