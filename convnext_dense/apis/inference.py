@@ -10,8 +10,9 @@
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) picks the task. Unlike mmdet's and mmseg's helpers,
 the checkpoint must fit the model (every tensor present, same shapes) and the class names and colours come
-from the checkpoint's ``dataset_meta``, else from the config's dataset, never from COCO or Cityscapes by
-default.
+from the checkpoint (``dataset_meta``, or an mmdet 2.x / mmseg 0.x file's ``CLASSES`` / ``PALETTE``), else
+from the config's dataset, never from COCO or Cityscapes by default. A model name of the zoo stands for its
+config and released weights (:func:`convnext_dense.zoo.resolve`).
 """
 import copy
 import warnings

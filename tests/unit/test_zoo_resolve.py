@@ -120,3 +120,12 @@ def test_whole_model_renames_apply_the_legacy_table():
     renamed, renames = rename_whole_model(state, legacy_renames=((r'^neck\.old_name\.', 'neck.new_name.'),))
     assert list(renamed) == ['neck.new_name.weight', 'roi_head.fc.weight'] and renames == []
     assert list(rename_whole_model(state)[0]) == list(state)  # the shipped table is empty
+
+
+def test_convert_and_export_take_a_model_name(site, monkeypatch, tmp_path):
+    monkeypatch.setattr(zoo, 'config_root', lambda: site['configs'])
+    cached = str(site['cache'] / site['name'])
+    assert weights.weights_of('tiny', site['mirror']) == cached
+    assert weights.weights_of(str(tmp_path / 'mine.pth'), None) == str(tmp_path / 'mine.pth')
+    resolved = weights.resolve_model('tiny', None, None)
+    assert (resolved.config, resolved.checkpoint) == (str(site['configs'] / 'det' / 'tiny.py'), cached)
