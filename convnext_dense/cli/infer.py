@@ -60,7 +60,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.checkpoint = None  # a model name's released weights are found by init_model
     else:
         if len(args.inputs) < 2:
-            parser.error('give CONFIG CHECKPOINT INPUT... (or MODEL.onnx INPUT...)')
+            parser.error('give CONFIG CHECKPOINT INPUT..., MODEL_NAME INPUT... or MODEL.onnx INPUT...')
         args.checkpoint, args.inputs = args.inputs[0], args.inputs[1:]
     if args.batch_size < 1:
         parser.error(f'--batch-size must be at least 1, got {args.batch_size}')

@@ -55,8 +55,9 @@ def weights_of(source: str, mirror: Optional[str]) -> str:
 
 
 def print_published(metrics: Dict[str, float], resolved: zoo.ResolvedModel) -> None:
-    """Prints the measured metrics beside the numbers the released file was published with."""
-    if resolved.released is None:
+    """Prints the measured metrics beside the numbers the released file was published with (rank 0 only)."""
+    from mmengine.dist import is_main_process
+    if resolved.released is None or not is_main_process():
         return
     lines = zoo.beside_published(metrics or {}, resolved.released)
     if lines:
