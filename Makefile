@@ -1,4 +1,5 @@
 # The README's two commands. Each sets up .venv/ (idempotent: seconds once done) and then runs.
+# MMCV=full make ... sets up the compiled mmcv instead of mmcv-lite (tools/setup_env.sh).
 .PHONY: setup demo test env
 
 setup:

@@ -1,19 +1,24 @@
 """Install metadata for convnext_dense: the package, the ``convnext-dense`` command and the configs.
 
 The repository's ``configs/`` folder ships inside the package as ``convnext_dense/configs/`` (package data),
-so an installed wheel resolves config names without a clone (see convnext_dense/config_paths.py).
+so an installed wheel resolves config names without a clone (see convnext_dense/config.py).
+``convnext_dense_mmcv_ext.pth`` goes to the top of site-packages, beside the top-level module it runs
+(``_convnext_dense_mmcv_ext.py``): the start-up hook that provides ``mmcv._ext`` under mmcv-lite.
 """
 import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 VERSION = re.search(r"__version__ = '([^']+)'",
                     Path(__file__).with_name('convnext_dense').joinpath('version.py').read_text()).group(1)
 
-# mmcv 2.1.0 is compiled by tools/setup_env.sh against the installed torch (PyPI has it as source only),
-# so it is not listed here: pip would otherwise try to build it in an isolated environment.
-CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib']
+STARTUP_HOOK = 'convnext_dense_mmcv_ext.pth'
+
+# ninja: torch builds the optional CPU depthwise-conv kernel (convnext_dense/ops/dwconv.py) with it, where a C++
+# compiler exists; without one that kernel steps aside.
+CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib', 'ninja']
 DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 # mmseg 1.2 imports ftfy and regex at import time without declaring them.
 SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
@@ -23,6 +28,25 @@ TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore', 'scikit-image']
 CONFIG_DATA = ['*.py', '**/*.py', '**/*.yml', '**/*.yaml', '**/*.json', '**/*.md']
 # ONNX export (torch's TorchScript exporter writes through onnx) and the ONNX Runtime predictor.
 DEPLOY = ['onnx', 'onnxruntime']
+# mmdet 3.3 and mmseg 1.2 need mmcv < 2.2: mmcv-lite 2.1.0 is its Python code without compiled ops, which
+# convnext_dense provides (RoIAlign, NMS, soft-NMS). With a compiled mmcv 2.1.0, leave this extra out.
+MMCV_LITE = ['mmcv-lite==2.1.0']
+
+
+class BuildPyWithStartupHook(build_py):
+    """build_py that also puts the start-up hook's ``.pth`` at the top of the wheel (so of site-packages).
+
+    ``pip install -e`` builds an editable wheel from the install folder and ignores build_lib, so there the
+    file goes straight into that folder.
+    """
+
+    def run(self) -> None:
+        super().run()
+        editable = getattr(self, 'editable_mode', False)  # setuptools >= 64
+        target = self.get_finalized_command('install').install_lib if editable else self.build_lib
+        self.mkpath(target)
+        self.copy_file(str(Path(__file__).with_name(STARTUP_HOOK)), str(Path(target, STARTUP_HOOK)))
+
 
 setup(
     name='convnext_dense',
@@ -32,16 +56,19 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
     packages=find_packages(include=['convnext_dense', 'convnext_dense.*']) + ['convnext_dense.configs'],
+    py_modules=['_convnext_dense_mmcv_ext'],
     package_dir={'convnext_dense.configs': 'configs'},
     package_data={'convnext_dense': ['ops/csrc/*.cpp', 'ops/csrc/*.h'], 'convnext_dense.configs': CONFIG_DATA},
     install_requires=CORE,
+    cmdclass={'build_py': BuildPyWithStartupHook},
     entry_points={'console_scripts': ['convnext-dense = convnext_dense.cli.main:main']},
     extras_require={
         'det': DET,
         'seg': SEG,
         'deploy': DEPLOY,
         'tests': TESTS,
-        'all': DET + SEG + DEPLOY,
+        'mmcv-lite': MMCV_LITE,
+        'all': DET + SEG + DEPLOY + MMCV_LITE,
     },
     license='Apache-2.0',
 )

@@ -84,3 +84,7 @@ class DownloadError(CheckpointError):
 
 class HashMismatchError(DownloadError):
     """A downloaded file whose SHA-256 is not the one its file name or the metafile gives; it is not kept."""
+
+
+class ReportError(ConvNeXtDenseError, ValueError):
+    """A work dir, results file or option that ``convnext-dense report`` cannot read or draw."""

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 #: Mode modules, in the order of ``--help``; optional ones are skipped where they cannot be imported.
-MODES = ('backbone', 'model', 'layernorm')
+MODES = ('backbone', 'model', 'layernorm', 'mmcv_ops')
 OPTIONAL_MODES = ('onnx',)
 
 

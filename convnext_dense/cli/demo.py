@@ -13,7 +13,8 @@ It leaves:
 - ``summary.json``: bbox mAP, segm mAP, mIoU, wall times, device (written atomically);
 - ``learning_curves.png``: training loss and validation metrics over iterations;
 - ``predictions.png``: ground truth | prediction on a few val images (boxes + masks; colour maps);
-- ``work_dirs/{det,seg}``: the usual logs, checkpoints and painted predictions.
+- ``work_dirs/{det,seg}``: the usual logs, checkpoints, painted predictions and test results;
+- ``report/index.html``: ``convnext-dense report`` of both runs (curves, per-class results, errors, images).
 
 A GPU, when present, is used by mmengine automatically.
 """
@@ -37,6 +38,7 @@ from convnext_dense.config import config_path
 from convnext_dense.datasets.shapes import make_shapes
 from convnext_dense.errors import RunError
 from convnext_dense.io import atomic_write
+from convnext_dense.report.page import write_report
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ def run_task(task: Task, args: argparse.Namespace, out: Path, backbone: Optional
     start = time.time()
     # Absolute paths: mmdet's visualization hook re-joins a relative --show-dir onto the work dir per batch.
     run_logged([python, '-m', 'convnext_dense', 'test', config, str(checkpoint), '--work-dir', str(test_dir),
-                '--show-dir', str(show_dir), '--cfg-options', *options],
+                '--show-dir', str(show_dir), '--out', str(test_dir / ('results.pkl' if task.key == 'det' else 'maps')),
+                '--cfg-options', *options],
                out / 'logs' / f'{task.key}_test.log', f'{task.key} test', args.threads)
     test_s = time.time() - start
     return {'config': config, 'backbone_init': None if backbone is None else str(backbone),
@@ -367,6 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print('\n' + table, flush=True)
     log(f'figures: {args.out / "predictions.png"}, {args.out / "learning_curves.png"}; '
         f'summary: {args.out / "summary.json"}')
+    log(f'report: {write_report([args.out / "work_dirs" / key for key in results], out=args.out / "report").page}')
     missed = [metric for metric, (_, _, met) in target_status(results).items() if not met]
     return RUN_ERROR if args.strict and missed else 0
 

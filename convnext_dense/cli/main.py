@@ -22,6 +22,7 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
     'test': ('convnext_dense.cli.test', 'evaluate a checkpoint (COCO mAP, mIoU)'),
     'infer': ('convnext_dense.cli.infer', 'predict on your images, folders, globs or a video'),
     'flops': ('convnext_dense.cli.flops', "params and FLOPs of a config, beside the paper's"),
+    'report': ('convnext_dense.cli.report', 'one page of training curves, per-class results and errors'),
     'benchmark': ('convnext_dense.benchmark', 'speed and memory of the backbone and models'),
     'convert': ('convnext_dense.cli.convert', 'convert a checkpoint to our layout'),
     'export': ('convnext_dense.cli.export', 'export a model to ONNX'),

@@ -6,6 +6,7 @@ prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmenta
     convnext-dense test configs/det/mask_rcnn_convnext_t_3x.py work_dirs/x/epoch_36.pth
     convnext-dense test mask_rcnn_convnext_t_3x      # a zoo name: released weights, published numbers beside
     convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
+                                                                        # + results.pkl.meta.json for `report`
     convnext-dense test CONFIG CKPT --tta
 """
 import argparse
@@ -22,6 +23,7 @@ from convnext_dense.cli.weights import add_weights_mirror_argument, print_publis
 from convnext_dense.config import task_of
 from convnext_dense.errors import CliError
 from convnext_dense.io import atomic_output
+from convnext_dense.report.results import write_results_info
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -137,5 +139,8 @@ def main(argv=None) -> int:
         paint_with_classes(runner, dataset_meta)
     if args.out is not None and task == 'det':
         add_result_dump(runner, args.out)
-    print_published(runner.test(), resolved)
+    metrics = runner.test()
+    if args.out is not None:  # beside the results: the config, checkpoint and metrics `report` needs
+        write_results_info(cfg, args.out, args.checkpoint, metrics)
+    print_published(metrics, resolved)
     return 0

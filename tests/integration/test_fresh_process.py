@@ -85,12 +85,20 @@ def test_python_dash_m_runs_the_same_entry_point():
     assert 'det/cascade_convnext_t_3x' in result.stdout.split()
 
 
-def test_env_report_names_the_stack():
-    result = _run('-m', 'convnext_dense.env', '--check')
+def test_env_report_names_the_stack_and_the_mmcv_ops_in_use():
+    result = _run('-m', 'convnext_dense', 'env', '--check')
     assert result.returncode == 0, result.stdout + result.stderr
+    rows = {}
+    for line in result.stdout.splitlines():
+        name = 'mmcv ops' if line.startswith('mmcv ops') else line.split()[0]
+        rows[name] = line[len(name):].strip()
     for name in ('python', 'torch', 'torchvision', 'mmcv', 'mmengine', 'mmdet', 'mmseg', 'timm'):
-        assert any(line.startswith(name + ' ') for line in result.stdout.splitlines()), name
-    assert 'compiled ops load' in result.stdout
+        assert name in rows, name
+    from convnext_dense.mmcv_ops import OURS, ext_provider
+    kind, file = ext_provider()
+    expected = 'convnext_dense RoIAlign, NMS, soft-NMS on torchvision' if kind == OURS else f'compiled, {file}'
+    assert rows['mmcv ops'].startswith(expected)
+    assert 'nms kept [0], RoIAlign of ones 1' in rows['mmcv ops']
 
 
 def test_convert_checkpoint_cli_refuses_a_crafted_file(tmp_path):
