@@ -3,7 +3,8 @@ mmcv 1.x file of the demo Mask R-CNN, published at the authors' host and served 
 
 ``infer NAME image`` downloads it once (a progress line), paints with the file's own classes, works from the
 cache with the server stopped, and predicts what the same weights saved by mmengine predict; ``test NAME`` on
-the shapes data gives the metrics of the local file, with the published numbers beside them.
+the shapes data gives the metrics of the local file, with the published numbers beside them;
+``init_model(NAME)`` of a released UperNet takes its weights, classes and palette.
 """
 import hashlib
 import io
@@ -28,6 +29,10 @@ NAME = 'mask_rcnn_shapes_released'
 URL_PATH = 'convnext/coco/mask_rcnn_shapes_released.pth'
 #: The file's own classes, unlike the config's: what is painted shows where the names came from.
 FILE_CLASSES = ('disc', 'box', 'wedge', 'spark', 'hoop')
+SEG_CLASSES = ('ground',) + FILE_CLASSES
+SEG_PALETTE = [[0, 0, 0], [10, 20, 30], [40, 50, 60], [70, 80, 90], [100, 110, 120], [130, 140, 150]]
+SEG_NAME = 'upernet_shapes_released'
+SEG_URL_PATH = 'convnext/ade20k/upernet_shapes_released.pth'
 TEST_CONFIG = '''
 _base_ = {base!r}
 data_root = {data_root!r}
@@ -66,9 +71,21 @@ def site(tmp_path_factory):
         f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{URL_PATH}", Released By: ConvNeXt authors,\n'
         f'                Source: "https://github.com/facebookresearch/ConvNeXt", Written By: mmdet 2.x (mmcv 1.x),\n'
         f'                SHA256: {hashlib.sha256(data).hexdigest()}, Results: {{box AP: 50.4, mask AP: 43.7}}}}]}}\n')
-    server = Server({URL_PATH: data})
+    segmentor = fixtures.build_model('upernet')
+    seg_checkpoint = fixtures.mmcv1_checkpoint(segmentor, 'upernet')
+    seg_checkpoint['meta'].update(CLASSES=SEG_CLASSES, PALETTE=SEG_PALETTE)
+    buffer = io.BytesIO()
+    torch.save(seg_checkpoint, buffer)
+    (root / 'configs' / 'seg').mkdir()
+    (root / 'configs' / 'seg' / 'metafile.yml').write_text(
+        'Models:\n'
+        f'  - {{Name: {SEG_NAME}, Config: {fixtures.DEMO / "upernet_convnext_shapes.py"},\n'
+        f'     Metadata: {{Pretrained Weights: x}},\n'
+        f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{SEG_URL_PATH}", Released By: ConvNeXt authors,\n'
+        f'                Source: "https://github.com/facebookresearch/ConvNeXt", Results: {{mIoU: 46.0}}}}]}}\n')
+    server = Server({URL_PATH: data, SEG_URL_PATH: buffer.getvalue()})
     yield dict(root=root, local=local, mmengine=mmengine_file, config=config, server=server,
-               images=sorted((shapes / 'images' / 'val').glob('*.png')))
+               images=sorted((shapes / 'images' / 'val').glob('*.png')), segmentor=segmentor)
     server.stop()
 
 
@@ -157,3 +174,12 @@ def test_test_name_gives_the_local_files_metrics_with_the_published_ones_beside(
         assert len(named['pred_instances']['scores']) > 0
         for key in ('bboxes', 'scores', 'labels'):
             assert torch.equal(named['pred_instances'][key], own['pred_instances'][key])
+
+
+def test_init_model_by_name_loads_the_released_segmentor_with_its_palette(site, released):
+    from convnext_dense.apis import init_model
+    model = init_model(SEG_NAME)
+    assert model.dataset_meta == dict(classes=SEG_CLASSES, palette=[tuple(color) for color in SEG_PALETTE])
+    expected, loaded = site['segmentor'].state_dict(), model.state_dict()
+    assert set(expected) == set(loaded) and all(torch.equal(loaded[key], value) for key, value in expected.items())
+    assert (released / SEG_URL_PATH.rsplit('/', 1)[-1]).is_file()
