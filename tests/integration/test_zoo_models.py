@@ -44,16 +44,33 @@ model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))  # random heads: keep ever
 '''
 
 
-@pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    """The released file and its mmengine twin, a configs folder naming NAME, the server and the shapes data."""
-    root = tmp_path_factory.mktemp('zoo_models')
-    model = fixtures.build_model('mask_rcnn')
-    checkpoint = fixtures.mmcv1_checkpoint(model, 'mask_rcnn')
-    checkpoint['meta']['CLASSES'] = FILE_CLASSES
+def released_bytes(kind: str, model: torch.nn.Module, **meta) -> bytes:
+    """``model`` as mmcv 1.x wrote a ``kind`` file, its meta updated with ``meta`` (the file's own classes)."""
+    checkpoint = fixtures.mmcv1_checkpoint(model, kind)
+    checkpoint['meta'].update(meta)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    data = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def write_metafile(path, name: str, config, url_path: str, results: str, data: bytes) -> None:
+    """A one-model metafile releasing ``data`` at the authors' host under ``url_path``, with its SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        'Models:\n'
+        f'  - {{Name: {name}, Config: {config}, Metadata: {{Pretrained Weights: x}},\n'
+        f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{url_path}", Released By: ConvNeXt authors,\n'
+        f'                Source: "https://github.com/facebookresearch/ConvNeXt", Written By: mmcv 1.x,\n'
+        f'                SHA256: {hashlib.sha256(data).hexdigest()}, Results: {{{results}}}}}]}}\n')
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    """The released files (and the detector's mmengine twin), a configs folder naming them, the server and the
+    shapes data."""
+    root = tmp_path_factory.mktemp('zoo_models')
+    model = fixtures.build_model('mask_rcnn')
+    data = released_bytes('mask_rcnn', model, CLASSES=FILE_CLASSES)
     local = root / 'released_local.pth'
     local.write_bytes(data)
     mmengine_file = root / 'mmengine.pth'
@@ -64,26 +81,13 @@ def site(tmp_path_factory):
     config.parent.mkdir()
     config.write_text(TEST_CONFIG.format(base=str(fixtures.DEMO / 'mask_rcnn_convnext_shapes.py'),
                                          data_root=f'{shapes}/'))
-    (root / 'configs' / 'det').mkdir()
-    (root / 'configs' / 'det' / 'metafile.yml').write_text(
-        'Models:\n'
-        f'  - {{Name: {NAME}, Config: {config}, Metadata: {{Pretrained Weights: x}},\n'
-        f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{URL_PATH}", Released By: ConvNeXt authors,\n'
-        f'                Source: "https://github.com/facebookresearch/ConvNeXt", Written By: mmdet 2.x (mmcv 1.x),\n'
-        f'                SHA256: {hashlib.sha256(data).hexdigest()}, Results: {{box AP: 50.4, mask AP: 43.7}}}}]}}\n')
+    write_metafile(root / 'configs' / 'det' / 'metafile.yml', NAME, config, URL_PATH,
+                   'box AP: 50.4, mask AP: 43.7', data)
     segmentor = fixtures.build_model('upernet')
-    seg_checkpoint = fixtures.mmcv1_checkpoint(segmentor, 'upernet')
-    seg_checkpoint['meta'].update(CLASSES=SEG_CLASSES, PALETTE=SEG_PALETTE)
-    buffer = io.BytesIO()
-    torch.save(seg_checkpoint, buffer)
-    (root / 'configs' / 'seg').mkdir()
-    (root / 'configs' / 'seg' / 'metafile.yml').write_text(
-        'Models:\n'
-        f'  - {{Name: {SEG_NAME}, Config: {fixtures.DEMO / "upernet_convnext_shapes.py"},\n'
-        f'     Metadata: {{Pretrained Weights: x}},\n'
-        f'     Weights: [{{URL: "https://dl.fbaipublicfiles.com/{SEG_URL_PATH}", Released By: ConvNeXt authors,\n'
-        f'                Source: "https://github.com/facebookresearch/ConvNeXt", Results: {{mIoU: 46.0}}}}]}}\n')
-    server = Server({URL_PATH: data, SEG_URL_PATH: buffer.getvalue()})
+    seg_data = released_bytes('upernet', segmentor, CLASSES=SEG_CLASSES, PALETTE=SEG_PALETTE)
+    write_metafile(root / 'configs' / 'seg' / 'metafile.yml', SEG_NAME, fixtures.DEMO / 'upernet_convnext_shapes.py',
+                   SEG_URL_PATH, 'mIoU: 46.0', seg_data)
+    server = Server({URL_PATH: data, SEG_URL_PATH: seg_data})
     yield dict(root=root, local=local, mmengine=mmengine_file, config=config, server=server,
                images=sorted((shapes / 'images' / 'val').glob('*.png')), segmentor=segmentor)
     server.stop()
