@@ -66,7 +66,12 @@ def _build(cfg: Config) -> torch.nn.Module:
     return revert_sync_batchnorm(model)  # SyncBN needs a process group; in eval mode BN is the same
 
 
-def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
+def resolve_device(device: Optional[str]) -> str:
+    """``device``, or when None ``'cuda:0'`` if CUDA is available, else ``'cpu'``."""
+    return device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+
+
+def init_model(config, checkpoint: Optional[str] = None, device: Optional[str] = None,
                cfg_options: Optional[dict] = None, weights_mirror: Optional[str] = None) -> torch.nn.Module:
     """Builds a detector or segmentor from a config and loads a checkpoint into it.
 
@@ -76,7 +81,8 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
             (see :func:`convnext_dense.zoo.resolve`).
         checkpoint: Checkpoint path or URL (downloaded into the weights cache); None keeps a config's initial
             weights (and loads no pretrained backbone), a model name's released file.
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...; None: ``'cuda:0'`` when CUDA is available, else the
+            CPU (mmdet's ``init_detector`` and mmseg's ``init_model`` default to ``'cuda:0'`` and fail without one).
         cfg_options: ``key=value`` overrides of the config, as ``--cfg-options``.
         weights_mirror: As ``--weights-mirror``; None reads ``$CONVNEXT_DENSE_WEIGHTS_MIRROR``.
 
@@ -103,7 +109,7 @@ def init_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
         meta = dataset_meta_of(loaded)  # mmengine's dataset_meta, or an mmcv 1.x file's CLASSES / PALETTE
     model.dataset_meta = {str(k).lower(): v for k, v in (meta or config_dataset_meta(cfg)).items()}
     model.cfg = cfg
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def _det_pipeline(model, arrays: bool):

@@ -1,6 +1,6 @@
 """Predict on your own images and videos with a detector or a segmentor.
 
-    convnext-dense infer CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--device cpu] [--score-thr 0.3]
+    convnext-dense infer CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--device cuda:1] [--score-thr 0.3]
     convnext-dense infer MODEL_NAME [CHECKPOINT] INPUT...      # a zoo name: its config and released weights
     convnext-dense infer MODEL.onnx INPUT...                   # through ONNX Runtime (convnext-dense export)
 
@@ -50,7 +50,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('inputs', nargs='+', metavar='[CHECKPOINT] INPUT',
                         help='checkpoint (not with .onnx), then image files, folders, globs or videos')
     parser.add_argument('--out-dir', default='infer_output', help='output folder (default infer_output)')
-    parser.add_argument('--device', default='cpu', help="'cpu' (default), 'cuda', 'cuda:1', ...")
+    parser.add_argument('--device', help="'cpu', 'cuda', 'cuda:1', ... (default: the first GPU if there is one, "
+                                         "else the CPU)")
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: lowest score painted and written (default 0.3)')
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass (default 1)')

@@ -8,11 +8,14 @@
   the process group is initialised here with gloo (mmengine skips its own init when one exists) and the DDP
   wrapper is asked for without ``device_ids`` (a config value wins over mmengine's default). With CUDA
   nothing changes: the config's ``env_cfg.dist_cfg`` (nccl) and mmengine's launch are used as usual.
+- :func:`nothing_to_resume`: ``--resume`` without a checkpoint to resume says so in one line.
 - :func:`check_checkpoint_fits`: mmengine loads checkpoints non-strictly and only warns, which is right for
   fine-tuning (``load_from``) but wrong for ``--resume`` and ``test``: they must continue or evaluate the same
   model. The file is read once: mmengine then gets what the check read (see ``checkpoint/read.py``).
 """
 import datetime
+import glob
+import os.path as osp
 from typing import Any, Dict, Optional
 
 import torch
@@ -76,6 +79,30 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
         wrapper['device_ids'] = None  # a CPU module: DDP must not be told about devices
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+def nothing_to_resume(cfg: Config) -> Optional[str]:
+    """For ``--resume`` without a path: when the work directory holds no checkpoint, turns resuming off and
+    returns the line that says so (None when there is a checkpoint, a path, or no ``--resume``).
+
+    ``--resume`` means "resume if possible", as in mmdet's and mmseg's tools: a job script that passes it on
+    every (re)start must start afresh the first time. mmengine then logs only "Auto resumed from the latest
+    checkpoint None.", so a ``--resume`` that looked in another folder than the earlier run (its
+    ``--work-dir`` left out) would silently start over; the line names the folder and any folder beside it
+    that holds checkpoints of the same config.
+    """
+    if not cfg.get('resume') or cfg.get('load_from') or osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+        return None
+    cfg.resume = False
+    message = (f'--resume: no checkpoint in {cfg.work_dir} (no last_checkpoint file there); training starts from '
+               f'scratch')
+    config_file = osp.basename(cfg.filename or '')
+    others = sorted(osp.dirname(found) for found in glob.glob(osp.join(osp.dirname(osp.abspath(cfg.work_dir)), '*',
+                                                                      'last_checkpoint'))
+                    if config_file and osp.isfile(osp.join(osp.dirname(found), config_file)))
+    if others:
+        message += f'. Checkpoints of {config_file} are in {", ".join(others)}: pass --work-dir to continue that run'
+    return message
 
 
 def resume_checkpoint(cfg: Config) -> Optional[str]:

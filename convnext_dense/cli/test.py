@@ -16,8 +16,9 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 from convnext_dense.checkpoint import check_local_checkpoint
-from convnext_dense.cli.args import add_config_arguments, add_launcher_arguments, parse_launcher_args, read_config
-from convnext_dense.cli.data_checks import check_annotations, check_data
+from convnext_dense.cli.args import (add_config_arguments, add_dataset_arguments, add_launcher_arguments,
+                                    parse_launcher_args, read_config)
+from convnext_dense.cli.data_checks import check_annotations, check_data, check_num_classes
 from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, paint_with_classes, setup_cpu_distributed
 from convnext_dense.cli.weights import add_weights_mirror_argument, print_published, resolve_model
 from convnext_dense.config import task_of
@@ -28,7 +29,8 @@ from convnext_dense.report.results import write_results_info
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or a segmentor')
-    add_config_arguments(parser, example='test_dataloader.dataset.data_root=/data/coco/')
+    add_config_arguments(parser, example='test_dataloader.batch_size=2')
+    add_dataset_arguments(parser)
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file or URL (a model name: its released file)')
     add_weights_mirror_argument(parser)
     parser.add_argument('--out', type=str,
@@ -92,7 +94,7 @@ def enable_tta(cfg: Config, task: str) -> None:
         print_log('--tta: DetTTAModel merges boxes only; masks are not predicted and only bbox mAP is '
                   'evaluated.', logger='current', level=logging.WARNING)
         for evaluator in (cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]):
-            if evaluator.get('type') == 'CocoMetric':
+            if str(evaluator.get('type')).split('.')[-1] == 'CocoMetric':  # mmdet's or ours
                 evaluator['metric'] = ['bbox']
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
@@ -131,6 +133,7 @@ def main(argv=None) -> int:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
     check_data(cfg, ('test',))
+    check_num_classes(cfg, ('test',))
     setup_cpu_distributed(cfg, args.launcher)
     check_annotations(cfg, ('test',))
     runner = build_runner(cfg)
