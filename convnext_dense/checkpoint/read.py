@@ -2,7 +2,8 @@
 
 :func:`read_checkpoint` takes what a user writes where a checkpoint is asked for and dispatches on its kind:
 
-- ``http://`` / ``https://``: downloaded into torch's hub cache and read with ``weights_only=True``;
+- ``http://`` / ``https://`` / ``file://``: downloaded into the weights cache by
+  :func:`convnext_dense.checkpoint.download.download` (mirror, hash check, atomic), then read as a local file;
 - another ``scheme://`` (``open-mmlab://``, ``s3://``, ...): mmengine's ``CheckpointLoader`` for that scheme;
 - anything else: a local file, read with :func:`convnext_dense.io.safe_torch_load`.
 
@@ -19,13 +20,13 @@ import os
 import os.path as osp
 from typing import Any, Dict, Optional, Tuple
 
-import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from convnext_dense.checkpoint.download import download
 from convnext_dense.errors import CheckpointError, CheckpointFormatError, CheckpointNotFoundError
 from convnext_dense.io import safe_torch_load
 
-URL_PREFIXES = ('http://', 'https://')
+URL_PREFIXES = ('http://', 'https://', 'file://')
 
 FileKey = Tuple[str, int, int]
 # At most one checkpoint waits for its second reader: holding more would keep GBs alive for nothing.
@@ -123,7 +124,7 @@ def read_checkpoint(source: str, map_location: Any = 'cpu', purpose: Optional[st
     """
     source = str(source)
     if source.startswith(URL_PREFIXES):
-        loaded = torch.hub.load_state_dict_from_url(source, map_location=map_location, weights_only=True)
+        loaded = safe_torch_load(str(download(source)), map_location=map_location)
     elif is_remote(source):
         loaded = CheckpointLoader.load_checkpoint(source, map_location=map_location)
     else:

@@ -22,6 +22,7 @@ import torch
 
 from convnext_dense.checkpoint import (LAYOUTS, check_fit, convert_state_dict, guess_arch,
                                        model_state_dict, read_checkpoint, rename_whole_model, summarize_keys)
+from convnext_dense.cli.weights import add_weights_mirror_argument, weights_of
 from convnext_dense.errors import CheckpointFormatError, CliError
 from convnext_dense.io import atomic_write
 from convnext_dense.models import ConvNeXt
@@ -32,7 +33,7 @@ EXAMPLE_RENAMES = 5
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='convnext-dense convert', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='checkpoint to convert (path or URL)')
+    parser.add_argument('src', help='checkpoint to convert (path, URL, or a model name: its released file)')
     parser.add_argument('dst', help='output file (written through a temporary file, then renamed)')
     parser.add_argument('--prefix', default='',
                         help="backbone mode: prepended to every key, e.g. 'backbone.' for an mmdet/mmseg model "
@@ -43,6 +44,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="whole-model mode: where the backbone's keys are (default: 'backbone.')")
     parser.add_argument('--arch', help='check that the backbone fits ConvNeXt(arch=ARCH) before writing')
     parser.add_argument('--ema', action='store_true', help='take the EMA weights when the file has both')
+    add_weights_mirror_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -136,6 +138,7 @@ def convert_whole_model(loaded: Mapping[str, Any], args: argparse.Namespace) -> 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    args.src = weights_of(args.src, args.weights_mirror)
     if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):
         raise CliError(f'DST {args.dst} is the source file; choose another output path.')
     loaded = read_checkpoint(args.src, purpose='SRC')
