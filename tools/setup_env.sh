@@ -117,4 +117,4 @@ fi
 
 step "5/5 check the stack"
 "$PY" -m convnext_dense env --check
-echo "[setup] done: $VENV"
+echo "[setup] done: $VENV. The convnext-dense command is $VENV/bin/convnext-dense; to call it by name: source $VENV/bin/activate"

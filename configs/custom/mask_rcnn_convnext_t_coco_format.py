@@ -7,7 +7,8 @@ _base_ = ['../det/mask_rcnn_convnext_t_3x.py']
 
 # --- your dataset ---
 data_root = 'data/my_coco_dataset/'
-# The category names in the order of their ids in the json; palette: one RGB colour per class for pictures.
+# Category names of the json, matched by name: label i is classes[i] in any order (the base config's
+# convnext_dense.CocoDataset); palette: one RGB colour per class for pictures.
 classes = ('circle', 'square', 'triangle', 'star', 'ring')
 palette = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 200, 0), (145, 30, 180)]
 # ---

@@ -75,10 +75,8 @@ model = dict(
             type='FCNMaskHead',
             num_convs=2,
             in_channels=neck_channels,
-            # No norm, as mmdet's Mask R-CNN. A GroupNorm here once kept the ReLUs alive while the RoI heads got
-            # scrambled features (before the backbone returned contiguous maps, see docs/design.md); measured
-            # since, 300 iterations from one UperNet checkpoint: segm mAP 0.465 without, 0.464 with (bbox 0.546 /
-            # 0.519).
+            # No norm, as mmdet's Mask R-CNN: 300 iterations from one UperNet checkpoint gave segm mAP 0.465
+            # without, 0.464 with a GroupNorm (bbox 0.546 / 0.519).
             conv_out_channels=32,
             num_classes=num_classes,
             loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
@@ -128,7 +126,7 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type='CocoDataset',
+        type='convnext_dense.CocoDataset',
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
@@ -142,7 +140,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CocoDataset',
+        type='convnext_dense.CocoDataset',
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
@@ -150,7 +148,7 @@ val_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
+val_evaluator = dict(type='convnext_dense.CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
                      metric=['bbox', 'segm'], format_only=False)
 test_evaluator = val_evaluator
 

@@ -4,7 +4,8 @@
 
 - ``hf-hub:ORG/NAME[@REVISION]``: the repository's weights file through huggingface_hub's cache
   (:mod:`.hub`);
-- ``http://`` / ``https://``: downloaded once into the weights cache (:mod:`.download`: mirror, checks);
+- ``http://`` / ``https://`` / ``file://``: downloaded into the weights cache by
+  :func:`convnext_dense.checkpoint.download.download` (mirror, hash check, atomic), then read as a local file;
 - another ``scheme://`` (``open-mmlab://``, ``s3://``, ...): mmengine's ``CheckpointLoader`` for that scheme;
 - anything else: a local file.
 
@@ -30,7 +31,7 @@ from convnext_dense.checkpoint.formats import read_weights_file
 from convnext_dense.checkpoint.hub import is_hub_name, resolve_hub_name
 from convnext_dense.errors import CheckpointError, CheckpointFormatError, CheckpointNotFoundError
 
-URL_PREFIXES = ('http://', 'https://')
+URL_PREFIXES = ('http://', 'https://', 'file://')
 
 FileKey = Tuple[str, int, int]
 # At most one checkpoint waits for its second reader: holding more would keep GBs alive for nothing.

@@ -30,6 +30,7 @@ from convnext_dense.checkpoint import (LAYOUTS, WRITABLE_LAYOUTS, check_fit, con
                                        guess_arch, is_hub_name, model_state_dict, read_checkpoint,
                                        rename_whole_model, summarize_keys)
 from convnext_dense.checkpoint.formats import SAFETENSORS_SUFFIX, write_safetensors, write_torch
+from convnext_dense.cli.weights import add_weights_mirror_argument, weights_of
 from convnext_dense.errors import CheckpointFormatError, CliError
 from convnext_dense.models import ConvNeXt
 
@@ -39,7 +40,7 @@ EXAMPLE_RENAMES = 5
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='convnext-dense convert', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='checkpoint to convert (path or URL)')
+    parser.add_argument('src', help='checkpoint to convert (path, URL, or a model name: its released file)')
     parser.add_argument('dst', help='output file (written through a temporary file, then renamed)')
     parser.add_argument('--prefix', default='',
                         help="backbone mode: prepended to every key, e.g. 'backbone.' for an mmdet/mmseg model "
@@ -52,6 +53,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--ema', action='store_true', help='take the EMA weights when the file has both')
     parser.add_argument('--to', default='convnext_dense', choices=WRITABLE_LAYOUTS, metavar='LAYOUT',
                         help='backbone mode: the layout to write, one of %(choices)s (default: %(default)s)')
+    add_weights_mirror_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -169,6 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.whole_model and args.to != 'convnext_dense':
         raise CliError('--to writes a backbone alone; --whole-model keeps our names for the backbone inside a '
                        'whole model: drop one of them.')
+    args.src = weights_of(args.src, args.weights_mirror)
     if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):
         raise CliError(f'DST {args.dst} is the source file; choose another output path.')
     loaded = read_checkpoint(args.src, purpose='SRC')

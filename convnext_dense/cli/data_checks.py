@@ -3,17 +3,25 @@
 A missing data root, annotation file or image folder otherwise surfaces deep inside mmengine's Runner, minutes
 later on a cluster and as a long traceback; a COCO json without ``bbox`` fails as ``KeyError: 'bbox'``
 inside mmdet's parser, and one without ``annotations`` leaves an empty training set that waits forever for a
-batch. These checks read the config alone (mmdet and mmseg datasets alike) and the annotation files, never
-mmdet or mmseg; each raises :class:`~convnext_dense.errors.CliError`.
+batch. Two mistakes would not even fail: classes listed in another order than the json's categories under
+mmdet's ``CocoDataset`` (every prediction named wrongly), and heads whose ``num_classes`` is not the number of
+classes (a Cascade's three box heads are a list that a single override misses). These checks read the config
+and the annotation files (mmdet and mmseg datasets alike; mmdet's or mmseg's registry only for the default
+classes of a dataset type); each raises :class:`~convnext_dense.errors.CliError`, or the
+:class:`~convnext_dense.errors.ConfigError` of :func:`~convnext_dense.datasets.class_order.category_ids` for a
+class the json has no category of.
 """
 import json
 import os
 import os.path as osp
-from typing import Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
 from convnext_dense.checkpoint import is_remote
+from convnext_dense.config import task_of
+from convnext_dense.config_edits import head_num_classes, leaf_datasets, split_metrics
+from convnext_dense.datasets.class_order import category_ids, json_order, shorten
 from convnext_dense.errors import CliError
 
 # data_prefix keys of mmdet (img, seg) and mmseg (img_path, seg_map_path) datasets that must be folders.
@@ -27,17 +35,6 @@ COCO_REQUIRED = {
     'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area'),
     'categories': ('id', 'name'),
 }
-
-
-def leaf_datasets(dataset_cfg: dict, key: str) -> Iterator[Tuple[dict, str]]:
-    """Yields ``(leaf dataset config, its config key)``, looking inside wrappers (Repeat, Concat, ...)."""
-    if 'datasets' in dataset_cfg:
-        for i, child in enumerate(dataset_cfg['datasets']):
-            yield from leaf_datasets(child, f'{key}.datasets.{i}')
-    elif 'dataset' in dataset_cfg:
-        yield from leaf_datasets(dataset_cfg['dataset'], f'{key}.dataset')
-    else:
-        yield dataset_cfg, key
 
 
 def _join(data_root: str, path: str) -> str:
@@ -80,8 +77,8 @@ def check_dataset(dataset_cfg: dict, key: str) -> None:
         wanted = ' and '.join(path + ('/' if is_dir and not path.endswith('/') else '')
                               for path, _, is_dir in expected)
         if data_root and not osp.isdir(data_root):
-            raise CliError(f'data root {data_root} not found: expected {wanted} ({layout}); set '
-                           f'--cfg-options {leaf_key}.data_root=PATH or link the data there')
+            raise CliError(f'data root {data_root} not found: expected {wanted} ({layout}); pass --data-root DIR '
+                           f'(moves every split and evaluator) or link the data there')
         for path, suffix, is_dir in expected:
             if is_remote(path) or (osp.isdir(path) if is_dir else osp.isfile(path)):
                 continue
@@ -116,8 +113,9 @@ def check_data(cfg: Config, splits: Tuple[str, ...]) -> None:
             check_evaluator(cfg[f'{split}_evaluator'], f'{split}_evaluator')
 
 
-def check_coco_json(path: str) -> None:
-    """Raises :class:`CliError` naming ``path`` and the first missing or malformed field.
+def check_coco_json(path: str) -> List[dict]:
+    """Returns the ``categories`` of a COCO json; raises :class:`CliError` naming ``path`` and the first missing
+    or malformed field.
 
     Args:
         path: A COCO instances json (``images``, ``annotations``, ``categories``).
@@ -146,23 +144,52 @@ def check_coco_json(path: str) -> None:
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
             raise CliError(f'annotation file {path}: annotations[{i}].bbox is {bbox!r}, expected [x, y, w, h] '
                            f'numbers; {fix}')
+    return coco['categories']
 
 
-def coco_annotation_files(cfg: Config, splits: Iterable[str]) -> Iterator[Tuple[str, str]]:
-    """Yields ``(local path, config key)`` of the COCO json files of ``splits``' datasets and evaluators."""
+def configured_classes(dataset_cfg: dict) -> Optional[Tuple[str, ...]]:
+    """``metainfo.classes`` a dataset config sets (its first leaf's, as mmengine's wrappers take), or None."""
+    leaf = next(leaf_datasets(dataset_cfg, ''))[0]
+    metainfo = leaf.get('metainfo')
+    return tuple(metainfo['classes']) if isinstance(metainfo, dict) and metainfo.get('classes') else None
+
+
+def coco_annotation_files(cfg: Config, splits: Iterable[str]) -> Iterator[Tuple[str, str, str, Optional[tuple]]]:
+    """Yields ``(local path, config key, type, classes)`` of the COCO json files of ``splits``' datasets and
+    evaluators: the dataset's or metric's ``type`` and the ``metainfo.classes`` its labels are read with."""
     for split, loader in _used_loaders(cfg, splits):
         for leaf, key in leaf_datasets(loader['dataset'], f'{split}_dataloader.dataset'):
             ann_file = leaf.get('ann_file')
             if 'coco' in str(leaf.get('type', '')).lower() and ann_file and str(ann_file).endswith('.json'):
-                yield _join(leaf.get('data_root') or '', ann_file), f'{key}.ann_file'
-        evaluators = cfg.get(f'{split}_evaluator') if split != 'train' else None
-        for metric in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
-            if isinstance(metric, dict) and 'coco' in str(metric.get('type', '')).lower() and metric.get('ann_file'):
-                yield metric['ann_file'], f'{split}_evaluator.ann_file'
+                yield (_join(leaf.get('data_root') or '', ann_file), f'{key}.ann_file', str(leaf['type']),
+                       configured_classes(leaf))
+        for metric, key in split_metrics(cfg, split):
+            if 'coco' in str(metric.get('type', '')).lower() and metric.get('ann_file'):
+                yield metric['ann_file'], f'{key}.ann_file', str(metric['type']), configured_classes(loader['dataset'])
+
+
+def check_class_order(categories: List[dict], classes: Tuple[str, ...], path: str, key: str, kind: str) -> None:
+    """Refuses ``classes`` that name no category of the json, or that mmdet's ``CocoDataset`` / ``CocoMetric``
+    (``kind``) would number in the json's order instead of theirs (see :mod:`convnext_dense.datasets.class_order`).
+
+    Raises:
+        ConfigError: A class the json has no single category of.
+        CliError: mmdet's class and two orders: the labels would be named wrongly.
+    """
+    category_ids(categories, classes, path)
+    order = json_order(categories, classes)
+    if order == tuple(classes) or kind.startswith('convnext_dense.'):
+        return
+    first = next(i for i, (theirs, ours) in enumerate(zip(order, classes)) if theirs != ours)
+    raise CliError(f"{key.rsplit('.', 1)[0]}: mmdet's {kind} numbers labels in the order of the categories of "
+                   f"{path}, not of metainfo.classes: label {first} would be trained as {order[first]!r} and named "
+                   f"{classes[first]!r}; use type='convnext_dense.{kind.split('.')[-1]}' for every CocoDataset and "
+                   f"CocoMetric (labels follow classes) or list classes in the json's order ({shorten(order)})")
 
 
 def check_annotations(cfg: Config, splits: Iterable[str], upfront: bool = True) -> None:
-    """Checks the local COCO annotation files of ``splits``.
+    """Checks the local COCO annotation files of ``splits``: their fields, and the label order of the datasets
+    and metrics that read them.
 
     Args:
         cfg: The run's config.
@@ -170,12 +197,58 @@ def check_annotations(cfg: Config, splits: Iterable[str], upfront: bool = True) 
         upfront: Before the run: skip files above :data:`UPFRONT_MAX_BYTES`. After a failure: check all.
 
     Raises:
-        CliError: The first file with a missing or malformed field, named with the field.
+        CliError: The first file with a missing or malformed field, named with the field, or classes whose
+            labels would be named wrongly (:func:`check_class_order`).
     """
-    checked = set()
-    for path, _ in coco_annotation_files(cfg, splits):
-        if path in checked or is_remote(path) or not os.path.isfile(path):
+    categories: Dict[str, Optional[List[dict]]] = {}
+    for path, key, kind, classes in coco_annotation_files(cfg, splits):
+        if is_remote(path) or not os.path.isfile(path):
             continue  # a missing file is check_data's business
-        checked.add(path)
-        if not upfront or os.path.getsize(path) <= UPFRONT_MAX_BYTES:
-            check_coco_json(path)
+        if path not in categories:
+            small = os.path.getsize(path) <= UPFRONT_MAX_BYTES
+            categories[path] = check_coco_json(path) if small or not upfront else None
+        if categories[path] is not None and classes:
+            check_class_order(categories[path], classes, path, key, kind)
+
+
+def dataset_classes(dataset_cfg: dict, task: str) -> Optional[Tuple[str, ...]]:
+    """The classes a leaf dataset config will have: its ``metainfo``'s, else its type's default (mmdet's or
+    mmseg's registry), None when neither is known."""
+    classes = configured_classes(dataset_cfg)
+    if classes:
+        return classes
+    try:
+        if task == 'det':
+            from mmdet.registry import DATASETS
+        else:
+            from mmseg.registry import DATASETS
+        dataset_type = DATASETS.get(str(dataset_cfg.get('type')))
+    except (ImportError, KeyError):
+        return None
+    default = (getattr(dataset_type, 'METAINFO', None) or {}).get('classes')
+    return tuple(default) if default else None
+
+
+def check_num_classes(cfg: Config, splits: Iterable[str]) -> None:
+    """Refuses heads whose ``num_classes`` differs from the number of classes of the datasets of ``splits``.
+
+    Otherwise a detector trained on 5 classes with 80-way heads names its predictions from 80 (COCO's names or
+    an index error), and one of a Cascade's heads left at 80 trains on and predicts other labels than its
+    siblings.
+
+    Raises:
+        CliError: The first head and dataset that disagree, with the option that fixes it.
+    """
+    heads = [(key, number) for key, number in head_num_classes(cfg) if number is not None]
+    if not heads:
+        return
+    task = task_of(cfg)
+    for split, loader in _used_loaders(cfg, splits):
+        for leaf, key in leaf_datasets(loader['dataset'], f'{split}_dataloader.dataset'):
+            classes = dataset_classes(leaf, task)
+            wrong = [(head, number) for head, number in heads if classes and number != len(classes)]
+            if wrong:
+                head, number = wrong[0]
+                raise CliError(f'{head} is {number} but {key} has {len(classes)} classes ({shorten(classes)}); '
+                               f'pass --num-classes {len(classes)} (sets every head) or list {number} names in '
+                               f'{key}.metainfo.classes')

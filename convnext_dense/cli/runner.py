@@ -8,21 +8,26 @@
   the process group is initialised here with gloo (mmengine skips its own init when one exists) and the DDP
   wrapper is asked for without ``device_ids`` (a config value wins over mmengine's default). With CUDA
   nothing changes: the config's ``env_cfg.dist_cfg`` (nccl) and mmengine's launch are used as usual.
+- :func:`nothing_to_resume`: ``--resume`` without a checkpoint to resume says so in one line.
 - :func:`check_checkpoint_fits`: mmengine loads checkpoints non-strictly and only warns, which is right for
   fine-tuning (``load_from``) but wrong for ``--resume`` and ``test``: they must continue or evaluate the same
   model. The file is read once: mmengine then gets what the check read (see ``checkpoint/read.py``).
 """
 import datetime
-from typing import Optional
+import glob
+import os.path as osp
+from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner import Runner, find_latest_checkpoint
 from torch.nn.parallel import DistributedDataParallel
 
 from convnext_dense.checkpoint import check_fit, is_remote, keep_for_next_read, read_checkpoint
+from convnext_dense.checkpoint.legacy import dataset_meta_of
 from convnext_dense.config import task_of
 from convnext_dense.errors import CliError
 
@@ -76,6 +81,30 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     return True
 
 
+def nothing_to_resume(cfg: Config) -> Optional[str]:
+    """For ``--resume`` without a path: when the work directory holds no checkpoint, turns resuming off and
+    returns the line that says so (None when there is a checkpoint, a path, or no ``--resume``).
+
+    ``--resume`` means "resume if possible", as in mmdet's and mmseg's tools: a job script that passes it on
+    every (re)start must start afresh the first time. mmengine then logs only "Auto resumed from the latest
+    checkpoint None.", so a ``--resume`` that looked in another folder than the earlier run (its
+    ``--work-dir`` left out) would silently start over; the line names the folder and any folder beside it
+    that holds checkpoints of the same config.
+    """
+    if not cfg.get('resume') or cfg.get('load_from') or osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+        return None
+    cfg.resume = False
+    message = (f'--resume: no checkpoint in {cfg.work_dir} (no last_checkpoint file there); training starts from '
+               f'scratch')
+    config_file = osp.basename(cfg.filename or '')
+    others = sorted(osp.dirname(found) for found in glob.glob(osp.join(osp.dirname(osp.abspath(cfg.work_dir)), '*',
+                                                                      'last_checkpoint'))
+                    if config_file and osp.isfile(osp.join(osp.dirname(found), config_file)))
+    if others:
+        message += f'. Checkpoints of {config_file} are in {", ".join(others)}: pass --work-dir to continue that run'
+    return message
+
+
 def resume_checkpoint(cfg: Config) -> Optional[str]:
     """The checkpoint a ``resume=True`` run continues from: ``load_from``, or ``work_dir/last_checkpoint``."""
     if cfg.get('load_from'):
@@ -83,7 +112,7 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
     return find_latest_checkpoint(cfg.work_dir)
 
 
-def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], purpose: str) -> None:
+def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], purpose: str) -> Dict[str, Any]:
     """Refuses a local ``checkpoint`` that does not hold every tensor of ``model`` with its shape.
 
     The checkpoint, with its backbone renamed to the model's names, is kept for mmengine's next read of the
@@ -94,11 +123,32 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], pur
         checkpoint: Path; None or a URL is not checked.
         purpose: How the checkpoint was given, for the message (``'--resume'``, ``'CHECKPOINT'``).
 
+    Returns:
+        The classes and palette the file was trained with (``legacy.dataset_meta_of``), ``{}`` when it names
+        none or was not read.
+
     Raises:
         CheckpointMismatchError: It does not fit (see :func:`convnext_dense.checkpoint.check_fit`).
     """
     if not checkpoint or is_remote(checkpoint):
-        return
+        return {}
     loaded = read_checkpoint(checkpoint, purpose=purpose)
     _, state_dict = check_fit(loaded, model, source=checkpoint, purpose=purpose)
     keep_for_next_read(checkpoint, {**loaded, 'state_dict': state_dict})
+    return dataset_meta_of(loaded)
+
+
+def paint_with_classes(runner: Runner, dataset_meta: Dict[str, Any]) -> None:
+    """Makes ``--show`` / ``--show-dir`` paint with the checkpoint's classes and palette, when it names them.
+
+    mmengine's test loop hands the visualizer the dataset's meta; a hook that runs after it (``before_test``)
+    puts the checkpoint's in its place, so a released file paints with the names it was trained with.
+    """
+    if not dataset_meta.get('classes'):
+        return
+
+    class CheckpointClassesHook(Hook):
+        def before_test(self, runner) -> None:
+            runner.visualizer.dataset_meta = {**(runner.visualizer.dataset_meta or {}), **dataset_meta}
+
+    runner.register_hook(CheckpointClassesHook(), priority='LOWEST')

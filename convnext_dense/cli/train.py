@@ -16,23 +16,26 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from convnext_dense.checkpoint import check_local_checkpoint
-from convnext_dense.cli.args import add_config_arguments, add_launcher_arguments, parse_launcher_args, read_config
-from convnext_dense.cli.data_checks import check_annotations, check_data
-from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, resume_checkpoint, setup_cpu_distributed
+from convnext_dense.cli.args import (add_config_arguments, add_dataset_arguments, add_launcher_arguments,
+                                    parse_launcher_args, read_config)
+from convnext_dense.cli.data_checks import check_annotations, check_data, check_num_classes
+from convnext_dense.cli.runner import (build_runner, check_checkpoint_fits, nothing_to_resume, resume_checkpoint,
+                                      setup_cpu_distributed)
 from convnext_dense.errors import CliError
 from convnext_dense.io import remove_stale_temporaries
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector or a segmentor')
-    add_config_arguments(parser, example='train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]"')
+    add_config_arguments(parser, example='train_cfg.max_epochs=12 or key="[a,b]"')
+    add_dataset_arguments(parser)
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic-mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by (GPUs x images per GPU) / auto_scale_lr.base_batch_size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from this checkpoint, or without a path from the latest checkpoint '
-                             'in the work directory')
+                        help='resume from this checkpoint, or without a path from the latest checkpoint in the work '
+                             'directory if there is one (else it says so and starts from scratch)')
     add_launcher_arguments(parser)
     return parse_launcher_args(parser, argv)
 
@@ -70,11 +73,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args)
     check_data(cfg, ('train', 'val'))
+    check_num_classes(cfg, ('train', 'val'))
     setup_cpu_distributed(cfg, args.launcher)
     check_annotations(cfg, ('train', 'val'))
     if cfg.get('resume') and osp.isdir(cfg.work_dir):
         remove_stale_temporaries(cfg.work_dir)  # left by a kill during a save; never resumed from
+    fresh_start = nothing_to_resume(cfg)
     runner = build_runner(cfg)
+    if fresh_start:
+        runner.logger.warning(fresh_start)  # rank 0, console and log file
     if cfg.get('resume'):
         check_checkpoint_fits(runner.model, resume_checkpoint(cfg), '--resume')
     runner.train()

@@ -2,7 +2,8 @@
 AP, precision-recall curves, a per-image score and a class confusion matrix, for boxes and masks.
 
 The predictions are ``test --out``'s pickle; the ground truth is the annotation file of the config's
-``test_evaluator`` (``CocoMetric``). Labels map to category ids as mmdet maps them: label ``i`` is the
+``test_evaluator`` (``CocoMetric``). Labels map to category ids as the test dataset mapped them: with our
+``convnext_dense.CocoDataset`` label ``i`` is ``metainfo.classes[i]``; with mmdet's ``CocoDataset`` it is the
 ``i``-th category of the annotation file (in the file's order) whose name is among the dataset's classes,
 and a class is named by that category, so a json whose category order differs from ``metainfo.classes``
 is still named right.
@@ -16,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.config import Config
 
+from convnext_dense.datasets.class_order import category_ids, labels_follow_classes
 from convnext_dense.errors import ReportError
 from convnext_dense.report.results import ResultsSource, load_detections
 
@@ -101,6 +103,8 @@ def load_detection_set(source: ResultsSource) -> DetectionSet:
         missing = sorted(set(classes) - {c['name'] for c in coco.loadCats(cat_ids)})
         raise ReportError(f'{ann_file} has no categories named {missing}; the dataset\'s classes and the '
                           f'annotation file disagree')
+    if labels_follow_classes(cfg.test_dataloader.dataset):
+        cat_ids = tuple(category_ids(coco.dataset['categories'], classes, str(ann_file)))
     names = tuple(coco.loadCats(c)[0]['name'] for c in cat_ids)
     images = []
     for record in load_detections(source.path):

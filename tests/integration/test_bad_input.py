@@ -189,8 +189,76 @@ def test_missing_data_root(config, tmp_path, capsys):
                              capsys)
     assert code == 2
     assert line.startswith(f'error: data root {missing}/ not found: expected {missing}/annotations/'
-                           f'instances_train.json and {missing}/images/train/ (COCO layout); set --cfg-options '
-                           f'train_dataloader.dataset.data_root=PATH')
+                           f'instances_train.json and {missing}/images/train/ (COCO layout); pass --data-root DIR '
+                           f'(moves every split and evaluator) or link the data there')
+
+
+def garbage_file(path: Path) -> Path:
+    """A file that is no checkpoint: `test` reads the checkpoint after the data checks, so its error means
+    they passed."""
+    path.write_bytes(b'not a checkpoint')
+    return path
+
+
+def test_data_root_option_moves_the_whole_config(data_root, tmp_path, capsys):
+    """--data-root moves train, val, test and the evaluator's file of a config whose data_root is elsewhere."""
+    config = write_config(tmp_path / 'elsewhere.py', tmp_path / 'not_here')
+    not_a_checkpoint = garbage_file(tmp_path / 'garbage.pth')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work'], capsys)
+    assert line.startswith(f'error: data root {tmp_path}/not_here/ not found')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{data_root}/'], capsys)
+    assert code == 2  # the data checks of the test split and its evaluator passed; then the checkpoint's
+    assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
+
+
+def test_data_root_option_moves_a_segmentation_config(data_root, tmp_path, capsys):
+    """The demo UperNet (label maps, data/shapes/ in the config) reads the shapes set wherever it is."""
+    config = Path(__file__).resolve().parents[2] / 'configs' / 'demo' / 'upernet_convnext_shapes.py'
+    not_a_checkpoint = garbage_file(tmp_path / 'garbage.pth')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{tmp_path}/moved/'], capsys)
+    assert line.startswith(f'error: data root {tmp_path}/moved/ not found')
+    code, line, _ = run_main('test', [config, not_a_checkpoint, '--work-dir', tmp_path / 'work',
+                                      '--data-root', f'{data_root}/'], capsys)
+    assert code == 2
+    assert line.startswith(f'error: could not load checkpoint {not_a_checkpoint}')
+
+
+# The json lists circle, square, triangle, star, ring (ids 1-5).
+SHUFFLED = 'train_dataloader.dataset.metainfo.classes=[ring,star,triangle,square,circle]'
+
+
+def test_shuffled_classes_with_mmdets_dataset_stop_with_both_orders(config, capsys):
+    code, line, _ = run_main('train', [config, '--cfg-options', 'train_dataloader.dataset.type=CocoDataset',
+                                       SHUFFLED], capsys)
+    assert code == 2
+    assert line.startswith("error: train_dataloader.dataset: mmdet's CocoDataset numbers labels in the order of "
+                           "the categories of ")
+    assert "label 0 would be trained as 'circle' and named 'ring'; use type='convnext_dense.CocoDataset'" in line
+    assert line.endswith('(circle, square, triangle, star, ring)')
+
+
+def test_heads_of_another_number_of_classes_stop_naming_the_option(config, capsys):
+    code, line, _ = run_main('train', [config, '--cfg-options', 'model.roi_head.mask_head.num_classes=80'], capsys)
+    assert code == 2
+    assert line == ('error: model.roi_head.mask_head.num_classes is 80 but train_dataloader.dataset has 5 classes '
+                    '(circle, square, triangle, star, ring); pass --num-classes 5 (sets every head) or list 80 '
+                    'names in train_dataloader.dataset.metainfo.classes')
+
+
+def test_resume_without_a_checkpoint_says_so_and_labels_follow_shuffled_classes(config, tmp_path, capsys):
+    """A `--resume` that finds nothing names the folder it looked in; our dataset trains on shuffled classes."""
+    work_dir = tmp_path / 'work'
+    config.write_text(config.read_text().replace('max_iters=2', 'max_iters=1'))
+    code = cli_main(['train', str(config), '--work-dir', str(work_dir), '--resume', '--cfg-options',
+                     NON_DETERMINISTIC, SHUFFLED])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert (f'--resume: no checkpoint in {work_dir} (no last_checkpoint file there); training starts from scratch'
+            in captured.out + captured.err)
+    checkpoint = torch.load(work_dir / 'iter_1.pth', map_location='cpu', weights_only=False)
+    assert tuple(checkpoint['meta']['dataset_meta']['classes']) == ('ring', 'star', 'triangle', 'square', 'circle')
 
 
 def test_slurm_launcher_without_gpu(config, capsys):

@@ -108,6 +108,10 @@ def test_coco_format_example_config_is_consistent():
         assert loader.dataset.data_root == cfg.data_root
         assert loader.dataset.metainfo == dict(classes=cfg.classes, palette=cfg.palette)
     assert cfg.val_evaluator.ann_file == cfg.data_root + cfg.val_dataloader.dataset.ann_file
+    # Labels follow the order of classes, whatever the order of the json's categories.
+    assert {loader.dataset.type for loader in (cfg.train_dataloader, cfg.val_dataloader)} == {
+        'convnext_dense.CocoDataset'}
+    assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'convnext_dense.CocoMetric'
     # Still the paper's model and recipe: ImageNet-1K ConvNeXt-T weights, layer-wise decay.
     assert cfg.model.backbone.init_cfg.checkpoint.endswith('convnext_tiny_1k_224.pth')
     assert cfg.optim_wrapper.paramwise_cfg.decay_type == 'layer_wise'

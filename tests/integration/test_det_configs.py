@@ -154,12 +154,24 @@ def plain(value):
 def test_v2_b_reproduces_mmdets_published_config_key_by_key():
     """Every key of mmdet's merged config, with the same value, except what names our package: the backbone
     type and checkpoint (the official FCMAE file, loaded without mmpretrain's conversion), the import of our
-    package, our optimizer constructor (the same rule, plus GRN out of weight decay), and what our runtime
-    adds without changing the recipe (a non-finite-loss stop, the --tta pipeline, a base variable); its
-    num_layers=12 our constructor derives from the backbone."""
+    package, our optimizer constructor (the same rule, plus GRN out of weight decay), our COCO dataset and
+    metric (mmdet's, with labels in the order of metainfo.classes: the same labels on COCO), and what our
+    runtime adds without changing the recipe (a non-finite-loss stop, the --tta pipeline, a base variable); its
+    num_layers=12 our constructor derives from the backbone. auto_scale_lr.base_batch_size is the recipe's 32
+    images per iteration (mmdet's keeps its base schedule's 16; auto-scaling is off in both)."""
     ours = plain(Config.fromfile(str(REPO_ROOT / 'configs' / 'det' / 'mask_rcnn_convnextv2_b_fcmae_lsj_3x.py'))
                  .to_dict())
     theirs = plain(MMDET_V2_B['config'])
+
+    assert (ours.pop('dataset_type'), theirs.pop('dataset_type')) == ('convnext_dense.CocoDataset', 'CocoDataset')
+    for split in ('train', 'val', 'test'):
+        assert ours[f'{split}_dataloader']['dataset'].pop('type') == 'convnext_dense.CocoDataset'
+        assert theirs[f'{split}_dataloader']['dataset'].pop('type') == 'CocoDataset'
+    for split in ('val', 'test'):
+        assert (ours[f'{split}_evaluator'].pop('type'), theirs[f'{split}_evaluator'].pop('type')) == (
+            'convnext_dense.CocoMetric', 'CocoMetric')
+    assert (ours['auto_scale_lr'].pop('base_batch_size'), theirs['auto_scale_lr'].pop('base_batch_size')) == (32, 16)
+    assert ours['train_dataloader']['batch_size'] * 8 == 32
 
     our_backbone, their_backbone = ours['model'].pop('backbone'), theirs['model'].pop('backbone')
     assert (our_backbone.pop('type'), their_backbone.pop('type')) == ('convnext_dense.ConvNeXt', 'mmcls.ConvNeXt')

@@ -155,14 +155,14 @@ def test_missing_config_is_one_line(tmp_path):
 
 def test_missing_data_root_names_path_and_layout(tmp_path):
     missing = tmp_path / 'no_coco'
-    result = run_tool(TRAIN, str(PAPER_CONFIG), '--cfg-options',
-                      f'train_dataloader.dataset.data_root={missing}/')
+    result = run_tool(TRAIN, str(PAPER_CONFIG), '--data-root', f'{missing}/')
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     message = result.stderr.strip()
     assert '\n' not in message
-    assert message.startswith(f'error: data root {missing}/ not found: expected '
-                              f'{missing}/annotations/instances_train2017.json and {missing}/train2017/ '
-                              f'(COCO layout); set --cfg-options train_dataloader.dataset.data_root=')
+    assert message == (f'error: data root {missing}/ not found: expected '
+                       f'{missing}/annotations/instances_train2017.json and {missing}/train2017/ '
+                       f'(COCO layout); pass --data-root DIR (moves every split and evaluator) or link the data '
+                       f'there')
 
 
 @pytest.mark.parametrize('tool', ['test', 'resume'])

@@ -4,6 +4,9 @@ Commands come from the documents' bash blocks: ``convnext-dense SUB ...`` (run a
 SUB``) and ``python tools/X.py ...``. One ``--help`` per distinct command; each documented ``--flag`` must be
 in its help text. The commands run in this process (``cli.main.main`` and the tools/ shims through runpy):
 what is checked is their argument parsers.
+
+Every documented ``convnext-dense train|test`` line parses as written, and a ``train --resume`` without a path
+continues a run an earlier line of the same document started (same config, same work directory).
 """
 import re
 import runpy
@@ -79,3 +82,51 @@ def test_documented_command_takes_its_flags(key, capsys, monkeypatch):
     assert status == 0, out[-2000:]
     missing = sorted(FLAGS[key] - set(FLAG.findall(out)))
     assert not missing, f'{" ".join(key)} --help does not list {missing}'
+
+
+def run_lines(doc: Path) -> List[List[str]]:
+    """The ``convnext-dense train|test`` commands of one document, in order, as argument lists (optional parts
+    in square brackets left out)."""
+    commands = []
+    for block in re.findall(r'^```(?:bash|sh)\n(.*?)^```', doc.read_text(encoding='utf-8'), re.S | re.M):
+        for line in block.replace('\\\n', ' ').splitlines():
+            words = re.sub(r'\[[^\]]*\]', ' ', line.split(' #')[0]).split()
+            if words[:1] == ['convnext-dense'] and words[1:2] in (['train'], ['test']):
+                commands.append(words[1:])
+    return commands
+
+
+def parsed(command: List[str]):
+    from convnext_dense.cli import test, train
+    return (train if command[0] == 'train' else test).parse_args(command[1:])
+
+
+def work_dir(args) -> str:
+    """The work directory a run uses: ``--work-dir``, else ``work_dirs/<config name>`` (what these configs
+    leave it to)."""
+    return args.work_dir or str(Path('work_dirs') / Path(args.config).stem)
+
+
+@pytest.mark.parametrize('doc', [doc for doc in DOCS if run_lines(doc)], ids=lambda doc: doc.name)
+def test_documented_train_and_test_commands_parse(doc):
+    for command in run_lines(doc):
+        try:
+            parsed(command)
+        except SystemExit:
+            pytest.fail(f'{doc.name}: convnext-dense {" ".join(command)} does not parse')
+
+
+@pytest.mark.parametrize('doc', [doc for doc in DOCS if any('--resume' in c for c in run_lines(doc))],
+                         ids=lambda doc: doc.name)
+def test_documented_resume_continues_a_run_the_document_started(doc):
+    """A ``--resume`` without a path looks in its own work dir: the run it follows must have written there."""
+    started = []
+    for command in run_lines(doc):
+        args = parsed(command)
+        if command[0] != 'train':
+            continue
+        if args.resume == 'auto':
+            assert (args.config, work_dir(args)) in started, (
+                f'{doc.name}: convnext-dense {" ".join(command)} resumes from {work_dir(args)}, where no earlier '
+                f'command of the document trains {args.config}')
+        started.append((args.config, work_dir(args)))

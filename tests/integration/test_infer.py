@@ -14,6 +14,7 @@ import mmdet  # noqa: F401  (a missing mmdet must fail the suite, not skip it)
 import mmseg  # noqa: F401
 
 from convnext_dense.apis import inference_model, init_model
+from convnext_dense.apis.inference import resolve_device
 from convnext_dense.apis.predictions import detection_record
 from convnext_dense.cli.main import main as cli_main
 
@@ -161,6 +162,15 @@ def test_ade20k_model_gets_ade20k_colours_not_cityscapes():
 
 
 # Bad input: one line, a non-zero exit, nothing half written.
+
+@pytest.mark.parametrize('cuda, expected', [(True, 'cuda:0'), (False, 'cpu')])
+def test_device_defaults_to_the_first_gpu_when_there_is_one(cuda, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    assert resolve_device(None) == expected
+    assert resolve_device('cpu') == 'cpu'
+    from convnext_dense.cli.infer import parse_args
+    assert parse_args(['det/mask_rcnn_convnext_t_3x', 'model.pth', 'a.jpg']).device is None
+
 
 def test_unreadable_files_among_good_ones_are_skipped_and_listed(assets, tmp_path, capsys):
     corrupt = tmp_path / 'corrupt.png'

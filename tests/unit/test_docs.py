@@ -177,6 +177,37 @@ def test_zoo_row_matches_its_config(row):
     assert hub_page(cfg.model.backbone.init_cfg.checkpoint) == link_target(row['pre-training'])
 
 
+# "**COCO instance segmentation** (3x schedule, 16 images per iteration (V2: 32), AMP):" above a zoo table.
+STATED_BATCH = re.compile(r'^\*\*.*?\((?:[^()]*?, )?(\d+) images per iteration(?: \(V2: (\d+)\))?')
+# The paper recipes' GPUs: a config's batch_size is per GPU.
+PAPER_GPUS = 8
+
+
+def stated_images_per_iteration() -> Dict[str, int]:
+    """``{config path: images per iteration}`` as the sentence above each README zoo table states them."""
+    stated, current = {}, None
+    for line in README.read_text(encoding='utf-8').splitlines():
+        heading = STATED_BATCH.match(line)
+        if heading:
+            current = (int(heading.group(1)), int(heading.group(2) or heading.group(1)))
+        elif line.startswith('| [') and '](configs/' in line and current:
+            config = link_target(line.split('|')[1])
+            stated[config] = current[1] if 'convnextv2' in config and config.startswith('configs/det/') else \
+                current[0]
+    return stated
+
+
+def test_stated_images_per_iteration_match_the_configs():
+    """The README's batch sizes are each config's: 8 GPUs x batch_size, and what --auto-scale-lr scales from."""
+    from mmengine.config import Config
+    stated = stated_images_per_iteration()
+    assert set(stated) == {link_target(row['config']) for row in ZOO_ROWS}
+    for config, images in stated.items():
+        cfg = Config.fromfile(str(REPO_ROOT / config), import_custom_modules=False)
+        assert (PAPER_GPUS * cfg.train_dataloader.batch_size, cfg.auto_scale_lr.base_batch_size) == (images, images), \
+            config
+
+
 @pytest.mark.parametrize('row', ZOO_ROWS, ids=lambda row: link_target(row['config']))
 def test_zoo_row_matches_the_paper(row):
     config = link_target(row['config'])
@@ -284,3 +315,14 @@ def test_repository_speaks_of_the_product_only():
             if DEVELOPMENT_TALK.search(line):
                 hits.append(f'{path.relative_to(REPO_ROOT)}:{number_}: {line.strip()[:100]}')
     assert not hits, 'notes about development (they belong in git log / CHANGELOG.md):\n' + '\n'.join(hits)
+
+
+def test_citation_names_both_papers_and_the_package_version():
+    """GitHub's citation button shows only ``preferred-citation``: the message names both papers."""
+    from convnext_dense.version import __version__
+    citation = yaml.safe_load((REPO_ROOT / 'CITATION.cff').read_text(encoding='utf-8'))
+    assert citation['version'] == __version__
+    assert citation['preferred-citation']['title'] == 'A ConvNet for the 2020s'
+    v2 = 'ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders'
+    assert {'A ConvNet for the 2020s', v2} <= {work['title'] for work in citation['references']}
+    assert all(arxiv in citation['message'] for arxiv in ('2201.03545', '2301.00808')), citation['message']

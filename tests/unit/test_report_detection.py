@@ -23,7 +23,7 @@ def box(x, y, w=10, h=10):
     return [float(x), float(y), float(w), float(h)]
 
 
-def write_set(tmp_path, objects, detections, classes=CLASSES):
+def write_set(tmp_path, objects, detections, classes=CLASSES, dataset_type='CocoDataset'):
     """``objects``: [(image id, category id, [x, y, w, h])]; ``detections``: {image id: [(label, score, xywh)]}."""
     images = [{'id': i, 'file_name': f'{i}.png', 'width': 100, 'height': 100} for i in (1, 2)]
     anns = [{'id': n + 1, 'image_id': i, 'category_id': c, 'bbox': b, 'area': b[2] * b[3], 'iscrowd': 0}
@@ -39,7 +39,7 @@ def write_set(tmp_path, objects, detections, classes=CLASSES):
             labels=torch.tensor([label for label, _, _ in dets], dtype=torch.int64))))
     with open(tmp_path / 'results.pkl', 'wb') as f:
         pickle.dump(records, f)
-    cfg = Config.fromstring(f"default_scope = 'mmdet'\ntest_dataloader = dict(dataset=dict(type='CocoDataset', "
+    cfg = Config.fromstring(f"default_scope = 'mmdet'\ntest_dataloader = dict(dataset=dict(type={dataset_type!r}, "
                             f"metainfo=dict(classes={classes!r})))\ntest_evaluator = dict(type='CocoMetric', "
                             f"ann_file={str(ann_file)!r})\n", '.py')
     return detection.load_detection_set(ResultsSource(tmp_path / 'results.pkl', 'det', cfg, config_origin='test'))
@@ -150,3 +150,9 @@ def test_predictions_of_another_dataset_are_one_line(tmp_path):
 def test_labels_are_named_in_the_annotation_files_order(tmp_path):
     data = write_set(tmp_path, SCENE_OBJECTS, SCENE_DETECTIONS, classes=('square', 'circle', 'ring'))
     assert data.classes == CLASSES and data.cat_ids == (1, 2, 3)  # as mmdet's CocoDataset numbers them
+
+
+def test_labels_follow_classes_with_our_dataset(tmp_path):
+    data = write_set(tmp_path, SCENE_OBJECTS, SCENE_DETECTIONS, classes=('square', 'circle', 'ring'),
+                     dataset_type='convnext_dense.CocoDataset')
+    assert data.classes == ('square', 'circle', 'ring') and data.cat_ids == (3, 1, 2)

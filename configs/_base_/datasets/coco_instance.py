@@ -2,7 +2,9 @@
 # horizontal flip, then either a multi-scale resize or resize / random crop / multi-scale resize.
 # Expected layout under data_root:
 #   annotations/instances_{train,val}2017.json, train2017/*.jpg, val2017/*.jpg
-dataset_type = 'CocoDataset'
+# mmdet's CocoDataset and CocoMetric, with label i meaning metainfo.classes[i] whatever the order of the json's
+# categories (mmdet's own follow the json's order; convnext_dense/datasets/class_order.py). Same on COCO.
+dataset_type = 'convnext_dense.CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
@@ -80,7 +82,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='CocoMetric',
+    type='convnext_dense.CocoMetric',
     ann_file=data_root + 'annotations/instances_val2017.json',
     metric=['bbox', 'segm'],
     format_only=False,
