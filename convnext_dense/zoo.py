@@ -239,7 +239,9 @@ def is_model_name(text: Union[str, Path, None]) -> bool:
     if text is None or not isinstance(text, (str, Path)):
         return False
     text = str(text)
-    return bool(text) and '/' not in text and '\\' not in text and '.' not in text and not Path(text).exists()
+    # ':' marks a scheme or a Hugging Face Hub name ('hf-hub:ORG/NAME'), never a model name.
+    return (bool(text) and '/' not in text and '\\' not in text and '.' not in text and ':' not in text
+            and not Path(text).exists())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,10 +276,12 @@ def resolve_weights(weights: Union[str, Path], sha256: Optional[str] = None, mir
         DownloadError: The file could not be downloaded (one line: URL, reason, fallback).
     """
     from convnext_dense.checkpoint.download import download, is_url  # imports torch: only when asked
+    from convnext_dense.checkpoint.hub import is_hub_name
     text = str(weights)
     if is_url(text):
         return str(download(text, sha256, mirror=mirror, progress=progress))
-    return text if '://' in text else str(Path(text).expanduser())
+    # Another scheme, and a Hugging Face Hub name (read through huggingface_hub's cache), are kept as written.
+    return text if '://' in text or is_hub_name(text) else str(Path(text).expanduser())
 
 
 def resolve(model: Union[str, Path], weights: Union[str, Path, None] = None, *, mirror: Optional[str] = None,
