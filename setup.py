@@ -22,9 +22,12 @@ CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib', 
 DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 # mmseg 1.2 imports ftfy and regex at import time without declaring them.
 SEG = ['mmsegmentation==1.2.2', 'ftfy', 'regex', 'prettytable']
+# hf-hub:ORG/NAME checkpoints (huggingface_hub's cache, offline mode and gated repositories) and .safetensors
+# files, the Hub's weight format.
+HUB = ['huggingface_hub>=0.23', 'safetensors']
 # timm and mmpretrain are independent references in tests only (mmpretrain breaks with transformers 5).
 # scikit-image: its bundled photographs are the real-world pictures of the inference tests.
-TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore', 'scikit-image']
+TESTS = ['pytest', 'timm', 'mmpretrain==1.2.0', 'fvcore', 'scikit-image'] + HUB
 CONFIG_DATA = ['*.py', '**/*.py', '**/*.yml', '**/*.yaml', '**/*.json', '**/*.md']
 # ONNX export (torch's TorchScript exporter writes through onnx) and the ONNX Runtime predictor.
 DEPLOY = ['onnx', 'onnxruntime']
@@ -66,9 +69,10 @@ setup(
         'det': DET,
         'seg': SEG,
         'deploy': DEPLOY,
+        'hub': HUB,
         'tests': TESTS,
         'mmcv-lite': MMCV_LITE,
-        'all': DET + SEG + DEPLOY + MMCV_LITE,
+        'all': DET + SEG + DEPLOY + HUB + MMCV_LITE,
     },
     license='Apache-2.0',
 )

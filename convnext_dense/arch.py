@@ -8,7 +8,8 @@ from typing import Dict, Tuple, Union
 
 from convnext_dense.errors import ConfigError
 
-# name -> (depths per stage, channels per stage); atto..huge as in ConvNeXt V2, tiny..xlarge as in V1.
+# name -> (depths per stage, channels per stage); atto..huge as in ConvNeXt V2, tiny..xlarge as in V1, xxlarge
+# as timm's convnext_xxlarge (the image tower of open_clip's CLIP ConvNeXt-XXLarge).
 ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
     'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
     'femto': ((2, 2, 6, 2), (48, 96, 192, 384)),
@@ -20,6 +21,7 @@ ARCH_SETTINGS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
     'large': ((3, 3, 27, 3), (192, 384, 768, 1536)),
     'xlarge': ((3, 3, 27, 3), (256, 512, 1024, 2048)),
     'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
+    'xxlarge': ((3, 4, 30, 3), (384, 768, 1536, 3072)),
 }
 
 NUM_STAGES = 4

@@ -45,6 +45,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint path that does not exist."""
 
 
+class CheckpointAccessError(CheckpointError, PermissionError):
+    """A checkpoint the user may not read yet: a gated or private Hub repository (the message says how)."""
+
+
 class MissingDependencyError(ConvNeXtDenseError, ImportError):
     """An optional package that a feature needs is not installed; the message names the pip command."""
 

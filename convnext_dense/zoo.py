@@ -5,14 +5,26 @@ The metafiles (OpenMMLab's model-index format) are the one home of the paper's p
 AP, mIoU and pretrained-weights URL of each paper config, and of the trained models released for it: its
 ``Weights`` list names each file's URL, who released it, where it is published, the results it was reported
 with and, optionally, its SHA-256 (``NAME-<hex>.pth`` file names carry a prefix of it too). The FLOPs tools,
-the ``zoo`` command, the tests and the README read them from here. Pure: reading only, no mmdet, mmseg or
-torch import.
+the ``zoo`` command, the tests and the README read them from here.
+
+:func:`resolve` is the one place where what a user writes for a model becomes a config and a local checkpoint
+(``infer``, ``test``, ``export``, ``convert``, ``apis.init_model``):
+
+- a **model name**, a bare config stem as ``convnext-dense zoo`` lists it (``cascade_convnext_t_3x``): its
+  config and its released trained weights, downloaded once into the cache (``checkpoint/download.py``);
+- a **config** (a path, or a shipped config's name with its folder, ``det/cascade_convnext_t_3x``): that config
+  alone, with the weights given beside it;
+- **weights**: an ``http(s)://`` or ``file://`` URL (downloaded into the cache, mirror applied), a local path,
+  or another mmengine scheme (``open-mmlab://``, left to mmengine); given with a model name they replace its
+  released file.
+
+Everything but :func:`resolve` is pure: reading only, no mmdet, mmseg or torch import.
 """
 import dataclasses
 import difflib
 import functools
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -216,3 +228,113 @@ def released_weights(name: str, released_by: Optional[str] = None,
             return entry
     offered = ', '.join(entry.released_by for entry in weights)
     raise ConfigError(f'zoo: {stem} has no weights released by {released_by!r}; it has: {offered}.')
+
+
+def is_model_name(text: Union[str, Path, None]) -> bool:
+    """Whether ``text`` is written as a model name: a bare stem (no folder, no suffix) that is no existing file.
+
+    Args:
+        text: What the user wrote where a model or config is asked for.
+    """
+    if text is None or not isinstance(text, (str, Path)):
+        return False
+    text = str(text)
+    # ':' marks a scheme or a Hugging Face Hub name ('hf-hub:ORG/NAME'), never a model name.
+    return (bool(text) and '/' not in text and '\\' not in text and '.' not in text and ':' not in text
+            and not Path(text).exists())
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """A config and the checkpoint to load into it, as :func:`resolve` found them.
+
+    Args:
+        config: The config: a zoo model's file, else what was given (a path or a shipped config's name).
+        checkpoint: A local file (downloaded when a URL or a released file), another mmengine scheme's URL,
+            or None when no weights were named.
+        name: The zoo model name when one was given, else None.
+        released: The released file used (its published results), None when the weights came from elsewhere.
+    """
+
+    config: str
+    checkpoint: Optional[str]
+    name: Optional[str] = None
+    released: Optional[ReleasedWeights] = None
+
+
+def resolve_weights(weights: Union[str, Path], sha256: Optional[str] = None, mirror: Optional[str] = None,
+                    progress: Optional[bool] = True) -> str:
+    """A local path for ``weights``: a URL downloaded into the cache (the cached copy when there), else as given.
+
+    Args:
+        weights: An http(s) / file URL, a local path, or another mmengine scheme (``open-mmlab://``, kept).
+        sha256: Expected SHA-256 (or prefix) of a downloaded file; None: the one its file name carries.
+        mirror: ``--weights-mirror``; None reads ``$CONVNEXT_DENSE_WEIGHTS_MIRROR``.
+        progress: Show the download's progress line (None: only on a terminal).
+
+    Raises:
+        DownloadError: The file could not be downloaded (one line: URL, reason, fallback).
+    """
+    from convnext_dense.checkpoint.download import download, is_url  # imports torch: only when asked
+    from convnext_dense.checkpoint.hub import is_hub_name
+    text = str(weights)
+    if is_url(text):
+        return str(download(text, sha256, mirror=mirror, progress=progress))
+    # Another scheme, and a Hugging Face Hub name (read through huggingface_hub's cache), are kept as written.
+    return text if '://' in text or is_hub_name(text) else str(Path(text).expanduser())
+
+
+def resolve(model: Union[str, Path], weights: Union[str, Path, None] = None, *, mirror: Optional[str] = None,
+            released_by: Optional[str] = None, progress: Optional[bool] = True,
+            configs_dir: Union[str, Path, None] = None) -> ResolvedModel:
+    """The config and local checkpoint that a model name, or a config with weights, stands for.
+
+    Args:
+        model: A zoo model name (``'upernet_convnext_t_512_160k'``), a config path or a config name with its
+            folder (``'seg/upernet_convnext_t_512_160k'``).
+        weights: A URL or local path of the checkpoint; None: a model name's released file, a config's none.
+        mirror: ``--weights-mirror``; None reads ``$CONVNEXT_DENSE_WEIGHTS_MIRROR``.
+        released_by: Which released file of a model name (``'openmmlab'``); None: its default (first) one.
+        progress: Show the download's progress line (None: only on a terminal).
+        configs_dir: The configs folder; defaults to the shipped one (``config.config_root``).
+
+    Raises:
+        ConfigError: An unknown model name (close names listed) or one without released weights, when no
+            ``weights`` are given.
+        DownloadError: The weights could not be downloaded.
+    """
+    if not is_model_name(model):
+        checkpoint = None if weights is None else resolve_weights(weights, mirror=mirror, progress=progress)
+        return ResolvedModel(config=str(model), checkpoint=checkpoint)
+    found = find(str(model), configs_dir)
+    if found is None or weights is None:
+        released = released_weights(str(model), released_by, configs_dir)  # an unknown name: close ones listed
+        checkpoint = resolve_weights(released.url, released.sha256, mirror, progress)
+    else:
+        released, checkpoint = None, resolve_weights(weights, mirror=mirror, progress=progress)
+    _, stem, record = find(str(model), configs_dir)
+    return ResolvedModel(config=str(config_file(record, configs_dir)), checkpoint=checkpoint, name=stem,
+                         released=released)
+
+
+#: The metafiles' metric names and the keys mmdet's CocoMetric / mmseg's IoUMetric report them under.
+_MEASURED_KEYS = {'box AP': ('bbox_mAP',), 'mask AP': ('segm_mAP',), 'mIoU': ('mIoU',)}
+
+
+def beside_published(metrics: Dict[str, float], released: ReleasedWeights) -> List[str]:
+    """Measured metrics with the published value of the same metric beside them (pure).
+
+    Args:
+        metrics: What ``runner.test()`` returned (``'coco/bbox_mAP': 0.504``, ``'mIoU': 46.0``).
+        released: The released file that was evaluated.
+
+    Returns:
+        One line per published metric that was measured, e.g. ``"coco/bbox_mAP 0.504 (published 50.4, ConvNeXt
+        authors)"``; COCO's mAPs are fractions, the papers' percentages.
+    """
+    lines = []
+    for metric, value in released.results:
+        for key, measured in metrics.items():
+            if str(key).rsplit('/', 1)[-1] in _MEASURED_KEYS.get(metric, ()):
+                lines.append(f"{key} {float(measured):.3f} (published {value:g}, {released.released_by})")
+    return lines

@@ -4,13 +4,15 @@
     from convnext_dense.apis import inference_model, init_model
 
     model = init_model('det/mask_rcnn_convnext_t_3x', 'epoch_36.pth', device='cpu')
+    model = init_model('mask_rcnn_convnext_t_3x')          # a zoo name: the released trained weights
     result = inference_model(model, 'street.jpg')          # a DetDataSample
     print(result.pred_instances.bboxes, model.dataset_meta['classes'])
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) picks the task. Unlike mmdet's and mmseg's helpers,
 the checkpoint must fit the model (every tensor present, same shapes) and the class names and colours come
-from the checkpoint's ``dataset_meta``, else from the config's dataset, never from COCO or Cityscapes by
-default.
+from the checkpoint (``dataset_meta``, or an mmdet 2.x / mmseg 0.x file's ``CLASSES`` / ``PALETTE``), else
+from the config's dataset, never from COCO or Cityscapes by default. A model name of the zoo stands for its
+config and released weights (:func:`convnext_dense.zoo.resolve`).
 """
 import copy
 import warnings
@@ -24,7 +26,9 @@ from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.runner.checkpoint import load_state_dict
 
 from convnext_dense.checkpoint import check_fit, read_checkpoint
+from convnext_dense.checkpoint.legacy import dataset_meta_of
 from convnext_dense.config import load_config, task_of
+from convnext_dense.zoo import resolve
 
 ImageInput = Union[str, Path, np.ndarray]
 
@@ -68,17 +72,19 @@ def resolve_device(device: Optional[str]) -> str:
 
 
 def init_model(config, checkpoint: Optional[str] = None, device: Optional[str] = None,
-               cfg_options: Optional[dict] = None) -> torch.nn.Module:
+               cfg_options: Optional[dict] = None, weights_mirror: Optional[str] = None) -> torch.nn.Module:
     """Builds a detector or segmentor from a config and loads a checkpoint into it.
 
     Args:
-        config: A config path, a shipped config's name (``det/mask_rcnn_convnext_t_3x``) or an mmengine
-            ``Config``.
-        checkpoint: Checkpoint path or URL (see :func:`convnext_dense.checkpoint.read_checkpoint`); None keeps
-            the initial weights (and loads no pretrained backbone).
+        config: A model name of the zoo (``upernet_convnext_t_512_160k``: its config and released weights), a
+            config path, a shipped config's name (``det/mask_rcnn_convnext_t_3x``) or an mmengine ``Config``
+            (see :func:`convnext_dense.zoo.resolve`).
+        checkpoint: Checkpoint path or URL (downloaded into the weights cache); None keeps a config's initial
+            weights (and loads no pretrained backbone), a model name's released file.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...; None: ``'cuda:0'`` when CUDA is available, else the
             CPU (mmdet's ``init_detector`` and mmseg's ``init_model`` default to ``'cuda:0'`` and fail without one).
         cfg_options: ``key=value`` overrides of the config, as ``--cfg-options``.
+        weights_mirror: As ``--weights-mirror``; None reads ``$CONVNEXT_DENSE_WEIGHTS_MIRROR``.
 
     Returns:
         The model in eval mode, with ``.cfg`` and ``.dataset_meta`` (``classes``, ``palette``).
@@ -87,6 +93,9 @@ def init_model(config, checkpoint: Optional[str] = None, device: Optional[str] =
         ConvNeXtDenseError: A config or checkpoint problem, named in one line; a checkpoint that does not
             fit the model (:func:`convnext_dense.checkpoint.check_fit`) is refused before anything loads.
     """
+    if not isinstance(config, Config):
+        resolved = resolve(config, checkpoint, mirror=weights_mirror)  # a model name: its released weights
+        config, checkpoint = resolved.config, resolved.checkpoint
     cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -97,7 +106,7 @@ def init_model(config, checkpoint: Optional[str] = None, device: Optional[str] =
     if loaded is not None:
         _, state_dict = check_fit(loaded, model, source=str(checkpoint), purpose='CHECKPOINT')
         load_state_dict(model, state_dict)  # every tensor is there (checked); extra keys are ignored
-        meta = (loaded.get('meta') or {}).get('dataset_meta') or {}
+        meta = dataset_meta_of(loaded)  # mmengine's dataset_meta, or an mmcv 1.x file's CLASSES / PALETTE
     model.dataset_meta = {str(k).lower(): v for k, v in (meta or config_dataset_meta(cfg)).items()}
     model.cfg = cfg
     return model.to(resolve_device(device)).eval()

@@ -74,8 +74,10 @@ def build_backbones(arch: str, impls: Sequence[str], layer_scale_init_value: flo
                 models[impl] = ours
             elif impl == 'timm':
                 model = TimmDense(depths, channels, layer_scale_init_value)
-                model.load_state_dict({f'body.{k}' if not k.startswith('norm') else f'norms.{k[4:]}': v
-                                       for k, v in to_timm(state).items()}, strict=True)
+                # timm's layout has no output norms: ours go to the wrapper's norms.
+                weights = {f'body.{k}': v for k, v in to_timm(state).items()}
+                weights.update({f'norms.{k[4:]}': v for k, v in state.items() if k.startswith('norm')})
+                model.load_state_dict(weights, strict=True)
                 models[impl] = model
             elif impl == 'mmpretrain':
                 from mmpretrain.models.backbones import ConvNeXt as MMPretrainConvNeXt

@@ -3,9 +3,9 @@
 The encoder (under ``encoder.`` when saved by the official ``fcmae.py``) is a MinkowskiEngine network:
 depthwise kernels ``(49, C)``, downsampling kernels ``(4, C_in, C_out)``, biases ``(1, C)``, LayerNorms under
 ``.ln.``, linears under ``.linear.``, GRN ``(1, C)``. Kernels become conv weights
-(:func:`minkowski_kernel_to_conv_weight`), the wrapper names are dropped, biases flattened and GRN made
-``(1, 1, 1, C)``; values are unchanged. The released ``*_fcmae.pt`` files use the dense names but keep GRN
-as ``(1, C)`` or ``(C,)``. The decoder, ``proj``, ``pred`` and ``mask_token`` (and any classifier ``head`` /
+(:func:`minkowski_kernel_to_conv_weight`), the wrapper names are dropped, biases and GRN flattened to
+``(C,)`` as ours; values are unchanged. The released ``*_fcmae.pt`` files use the dense names but keep GRN
+as ``(1, C)``. The decoder, ``proj``, ``pred`` and ``mask_token`` (and any classifier ``head`` /
 ``norm``) are ignored, as the official fine-tuning drops them. These functions are the ``fcmae`` entry of
 :data:`convnext_dense.checkpoint.layouts.LAYOUTS`.
 """
@@ -32,11 +32,11 @@ def is_fcmae(state_dict: Mapping[str, Any]) -> bool:
     """
     if any(_FCMAE_KEY.search(k) for k in state_dict):
         return True
-    # The released pre-trained-only files use the dense names but keep GRN as (1, C) or (C,); the
-    # fine-tuned files (and ours) store (1, 1, 1, C), and mmpretrain's vectors sit beside depthwise_conv.
+    # The released pre-trained-only files use the dense names but keep the sparse GRN's (1, C); the official
+    # fine-tuned files store (1, 1, 1, C), ours (C,), and mmpretrain's vectors sit beside depthwise_conv.
     dense_names = any(k.startswith('downsample_layers.') for k in state_dict) and not any(
         '.depthwise_conv.' in k for k in state_dict)
-    return dense_names and any('.grn.' in k and isinstance(v, torch.Tensor) and v.dim() < 4
+    return dense_names and any('.grn.' in k and isinstance(v, torch.Tensor) and v.dim() == 2
                                for k, v in state_dict.items())
 
 
@@ -77,11 +77,9 @@ def fcmae_key_to_ours(key: str) -> Optional[str]:
 
 
 def fcmae_tensor_to_ours(source_key: str, our_key: str, value: torch.Tensor) -> torch.Tensor:
-    """An FCMAE tensor in our shape: kernels as conv weights, sparse (1, C) biases flat, GRN (1, 1, 1, C)."""
+    """An FCMAE tensor in our shape: kernels as conv weights, sparse (1, C) biases and GRN flat."""
     if source_key.endswith('.kernel'):
         return minkowski_kernel_to_conv_weight(value)
-    if our_key.endswith('.bias') and value.dim() != 1:
+    if (our_key.endswith('.bias') or '.grn.' in our_key) and value.dim() != 1:
         return value.reshape(-1)
-    if '.grn.' in our_key:
-        return value.reshape(1, 1, 1, -1)
     return value

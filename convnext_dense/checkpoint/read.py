@@ -2,11 +2,16 @@
 
 :func:`read_checkpoint` takes what a user writes where a checkpoint is asked for and dispatches on its kind:
 
-- ``http://`` / ``https://``: downloaded into torch's hub cache and read with ``weights_only=True``;
+- ``hf-hub:ORG/NAME[@REVISION]``: the repository's weights file through huggingface_hub's cache
+  (:mod:`.hub`);
+- ``http://`` / ``https://`` / ``file://``: downloaded into the weights cache by
+  :func:`convnext_dense.checkpoint.download.download` (mirror, hash check, atomic), then read as a local file;
 - another ``scheme://`` (``open-mmlab://``, ``s3://``, ...): mmengine's ``CheckpointLoader`` for that scheme;
-- anything else: a local file, read with :func:`convnext_dense.io.safe_torch_load`.
+- anything else: a local file.
 
-New kinds of source (hub names, a download cache, ``.safetensors`` files) are new branches of
+A local or downloaded file is read by :func:`~convnext_dense.checkpoint.formats.read_weights_file`: a
+``.safetensors`` file (by name or header) as its tensors, anything else with
+:func:`convnext_dense.io.safe_torch_load` (``weights_only=True``). New kinds of source are new branches of
 :func:`read_checkpoint`; every caller (``init_cfg`` loading, ``apis.init_model``, ``test``, ``--resume``,
 ``infer``, ``convert``) gets them at once.
 
@@ -19,13 +24,14 @@ import os
 import os.path as osp
 from typing import Any, Dict, Optional, Tuple
 
-import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from convnext_dense.checkpoint.download import download
+from convnext_dense.checkpoint.formats import read_weights_file
+from convnext_dense.checkpoint.hub import is_hub_name, resolve_hub_name
 from convnext_dense.errors import CheckpointError, CheckpointFormatError, CheckpointNotFoundError
-from convnext_dense.io import safe_torch_load
 
-URL_PREFIXES = ('http://', 'https://')
+URL_PREFIXES = ('http://', 'https://', 'file://')
 
 FileKey = Tuple[str, int, int]
 # At most one checkpoint waits for its second reader: holding more would keep GBs alive for nothing.
@@ -33,8 +39,8 @@ _kept: Dict[FileKey, Any] = {}
 
 
 def is_remote(source: str) -> bool:
-    """Whether ``source`` names a checkpoint by URL or another ``scheme://`` rather than a local path."""
-    return '://' in str(source)
+    """Whether ``source`` names a checkpoint by URL, hub name or another ``scheme://`` rather than a local path."""
+    return '://' in str(source) or is_hub_name(str(source))
 
 
 def _file_key(path: str) -> Optional[FileKey]:
@@ -74,7 +80,7 @@ def read_local_checkpoint(path: str, map_location: Any = 'cpu') -> Any:
     key = _file_key(path)
     if key is not None and key in _kept:
         return _kept.pop(key)
-    return safe_torch_load(path, map_location=map_location)
+    return read_weights_file(path, map_location=map_location)
 
 
 def _local_path(source: str, purpose: Optional[str]) -> str:
@@ -106,10 +112,11 @@ def check_local_checkpoint(source: str, purpose: Optional[str] = None) -> None:
 
 
 def read_checkpoint(source: str, map_location: Any = 'cpu', purpose: Optional[str] = None) -> Dict[str, Any]:
-    """Reads a checkpoint from a local path, an ``http(s)://`` URL or another mmengine scheme.
+    """Reads a checkpoint from a local path, a Hugging Face Hub name, an ``http(s)://`` URL or another mmengine
+    scheme; ``.safetensors`` files as their tensors.
 
     Args:
-        source: Path or URL as the user wrote it.
+        source: Path, URL or ``hf-hub:ORG/NAME[@REVISION]`` as the user wrote it.
         map_location: Passed to ``torch.load``.
         purpose: How the source was given (``'CHECKPOINT'``, ``'--resume'``, ``'init_cfg'``), for messages.
 
@@ -117,14 +124,20 @@ def read_checkpoint(source: str, map_location: Any = 'cpu', purpose: Optional[st
         The loaded checkpoint, a dict (wrapped or bare state dict).
 
     Raises:
-        CheckpointNotFoundError: A local path that does not exist (also a ``FileNotFoundError``).
+        CheckpointNotFoundError: A local path that does not exist (also a ``FileNotFoundError``); a hub name
+            whose repository, revision or file does not exist, or is not cached while offline.
+        CheckpointAccessError: A gated or private hub repository (the message says how to get access).
+        DownloadError: A URL that could not be fetched (the message names the reason and the fallback).
+        MissingDependencyError: A hub name or ``.safetensors`` file without huggingface_hub / safetensors.
         CheckpointError: A folder, a file that is not a checkpoint, refused code, or an object that is not
             a dict.
     """
     source = str(source)
-    if source.startswith(URL_PREFIXES):
-        loaded = torch.hub.load_state_dict_from_url(source, map_location=map_location, weights_only=True)
-    elif is_remote(source):
+    if is_hub_name(source):  # before the local path: 'hf-hub:ORG/NAME' has no '://'
+        loaded = read_weights_file(resolve_hub_name(source), map_location)
+    elif source.startswith(URL_PREFIXES):
+        loaded = read_weights_file(str(download(source)), map_location)
+    elif '://' in source:
         loaded = CheckpointLoader.load_checkpoint(source, map_location=map_location)
     else:
         loaded = read_local_checkpoint(_local_path(source, purpose), map_location)

@@ -3,14 +3,16 @@
 Released dense-prediction checkpoints hold the backbone under a ``backbone.`` prefix in one of two layouts:
 
 - mmdet 3.x / mmseg 1.x models built with ``mmpretrain.ConvNeXt``: ``stages.i.j.depthwise_conv``,
-  ``pointwise_conv{1,2}``, GRN ``gamma``/``beta`` of shape (C,). Renamed and reshaped here.
+  ``pointwise_conv{1,2}``, GRN ``gamma``/``beta`` of shape (C,) as ours. Renamed here.
 - the paper authors' mmdet 2.x / mmseg 0.x releases: the official (facebook) backbone names, which are ours,
-  so nothing is renamed. Their FPN, RPN, RoI heads (``Shared4Conv1FCBBoxHead``, ``FCNMaskHead``), UPerHead and
-  FCNHead parameters carry the same names in mmdet 3.x and mmseg 1.x, so neck and heads load as they are.
+  so nothing is renamed (a V2 GRN stored (1, 1, 1, C) is flattened). Their neck and head keys go through
+  :func:`~convnext_dense.checkpoint.legacy.rename_legacy_keys` here, whose table is empty: FPN, RPN, RoI heads
+  (``Shared4Conv1FCBBoxHead``, ``FCNMaskHead``), UPerHead and FCNHead carry the same names in mmdet 3.x and
+  mmseg 1.x (see ``legacy.py``).
 
-Only the keys under a backbone's prefix change; every other key (neck, heads, buffers) is kept. The renaming
-is :func:`~convnext_dense.checkpoint.convert.convert_state_dict`'s, so a whole model and a pretrained backbone
-follow the same rules (classifier final norm, V2 shapes). Everything here is pure; the backbones of a model
+Apart from the legacy table's renames, only the keys under a backbone's prefix change; every other key (neck,
+heads, buffers) is kept. The renaming is :func:`~convnext_dense.checkpoint.convert.convert_state_dict`'s, so a
+whole model and a pretrained backbone follow the same rules (classifier final norm, V2 shapes). Everything here is pure; the backbones of a model
 are found by their parameter names, so this package never imports the model.
 """
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from convnext_dense.checkpoint.convert import convert_state_dict
+from convnext_dense.checkpoint.legacy import LEGACY_KEY_RENAMES, rename_legacy_keys
 from convnext_dense.errors import CheckpointError
 
 # Two parameters every ConvNeXt of this package has under its prefix (mmpretrain's has depthwise_conv).
@@ -36,7 +39,7 @@ class BackboneRename:
         layout: The layout its keys were found in.
         state_dict: Its keys after renaming, prefix included; unrecognised keys kept under their names.
         renamed: ``(source key, new key)``, both prefixed, for every key whose name changed.
-        reshaped: New keys whose tensor changed shape (GRN (C,) to (1, 1, 1, C), 1x1 convs to linear).
+        reshaped: New keys whose tensor changed shape (layer scale and GRN to (C,), 1x1 convs to linear).
         ignored: Source keys dropped (a classifier's final norm, a classifier head under the prefix).
         notes: Rules that decided what was ignored.
         our_keys: The backbone's tensors under our names without the prefix (for naming its arch).
@@ -100,18 +103,22 @@ def rename_backbone(state_dict: Mapping[str, Any], prefix: str) -> Optional[Back
     return result
 
 
-def rename_whole_model(state_dict: Mapping[str, Any], prefixes: Sequence[str] = ('backbone.',)
+def rename_whole_model(state_dict: Mapping[str, Any], prefixes: Sequence[str] = ('backbone.',),
+                       legacy_renames: Tuple[Tuple[str, str], ...] = LEGACY_KEY_RENAMES
                        ) -> Tuple[Dict[str, Any], List[BackboneRename]]:
-    """Renames every backbone of a whole model; all keys outside the backbones are kept (pure).
+    """Renames every backbone of a whole model, and mmdet 2.x / mmseg 0.x neck and head names; all other keys
+    are kept (pure).
 
     Args:
         state_dict: A whole model's state dict (no wrapper).
         prefixes: The prefixes of the model's ConvNeXt backbones (:func:`backbone_prefixes`).
+        legacy_renames: The mmdet 2.x / mmseg 0.x to 3.x / 1.x rules (:data:`legacy.LEGACY_KEY_RENAMES`).
 
     Returns:
         The renamed state dict (the keys outside the backbones, then each backbone's) and one
         :class:`BackboneRename` per prefix that holds ConvNeXt keys.
     """
+    state_dict, _ = rename_legacy_keys(state_dict, legacy_renames)
     renames = [r for r in (rename_backbone(state_dict, p) for p in prefixes) if r is not None]
     renamed_prefixes = tuple(r.prefix for r in renames)
     renamed_state = {k: v for k, v in state_dict.items() if not k.startswith(renamed_prefixes)}

@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from convnext_dense.cli.weights import add_weights_mirror_argument, resolve_model
 from convnext_dense.errors import MissingDependencyError
 
 
@@ -16,8 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog='convnext-dense export',
         description='Export a detector (Mask R-CNN, Cascade Mask R-CNN), a segmentor (UperNet) or its backbone '
                     'to ONNX, runnable by stock onnxruntime.')
-    parser.add_argument('config', help='detector or segmentor config file')
-    parser.add_argument('checkpoint', help='whole-model checkpoint trained with the config')
+    parser.add_argument('config', help='detector or segmentor config file, or a model name (convnext-dense zoo)')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='whole-model checkpoint (file or URL) trained with the config (a model name: its '
+                             'released file)')
     parser.add_argument('--out', required=True, help='path of the .onnx file to write')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width: a file without --dynamic-shape takes images up to this size '
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})')
     parser.add_argument('--what', choices=('model', 'backbone'), default='model',
                         help='model: images to predictions (default); backbone: normalized images to features')
+    add_weights_mirror_argument(parser)
     return parser
 
 
@@ -41,8 +45,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError as error:
         raise MissingDependencyError('export needs onnx: pip install "convnext_dense[deploy]"') from error
     from convnext_dense.deploy.from_config import export_from_config
-    path = export_from_config(args.config, args.checkpoint, args.out, shape=args.shape, dynamic=args.dynamic_shape,
-                              opset=args.opset, what=args.what, batch_size=args.batch)
+    resolved = resolve_model(args.config, args.checkpoint, args.weights_mirror)
+    path = export_from_config(resolved.config, resolved.checkpoint, args.out, shape=args.shape,
+                              dynamic=args.dynamic_shape, opset=args.opset, what=args.what, batch_size=args.batch)
     shape = 'any input size' if args.dynamic_shape else 'static shape'
     print(f'wrote {path} ({args.what}, opset {args.opset}, {shape}, batch {args.batch})')
     return 0

@@ -1,6 +1,7 @@
 """Predict on your own images and videos with a detector or a segmentor.
 
     convnext-dense infer CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--device cuda:1] [--score-thr 0.3]
+    convnext-dense infer MODEL_NAME [CHECKPOINT] INPUT...      # a zoo name: its config and released weights
     convnext-dense infer MODEL.onnx INPUT...                   # through ONNX Runtime (convnext-dense export)
 
 CONFIG is a path or a shipped config's name (``det/mask_rcnn_convnext_t_3x``). INPUT is image files, folders
@@ -29,10 +30,12 @@ from mmengine.utils import ProgressBar
 from convnext_dense.apis.inference import inference_model, init_model
 from convnext_dense.apis.predictions import PredictionWriter
 from convnext_dense.cli.errors import RUN_ERROR, USAGE_ERROR
+from convnext_dense.cli.weights import add_weights_mirror_argument, is_checkpoint_source
 from convnext_dense.config import task_of
 from convnext_dense.deploy.predictor import OnnxPredictor
 from convnext_dense.errors import ConfigError
 from convnext_dense.io import atomic_output
+from convnext_dense.zoo import is_model_name
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
@@ -42,7 +45,8 @@ SKIPPED_STATUS = RUN_ERROR
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('model', help='config path or name (then CHECKPOINT follows), or an exported .onnx file')
+    parser.add_argument('model', help='model name (convnext-dense zoo), config path or name (then CHECKPOINT '
+                                      'follows), or an exported .onnx file')
     parser.add_argument('inputs', nargs='+', metavar='[CHECKPOINT] INPUT',
                         help='checkpoint (not with .onnx), then image files, folders, globs or videos')
     parser.add_argument('--out-dir', default='infer_output', help='output folder (default infer_output)')
@@ -51,12 +55,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: lowest score painted and written (default 0.3)')
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass (default 1)')
+    add_weights_mirror_argument(parser)
     args = parser.parse_args(argv)
-    if args.model.endswith('.onnx'):
-        args.checkpoint = None
+    if args.model.endswith('.onnx') or (is_model_name(args.model) and not is_checkpoint_source(args.inputs[0])):
+        args.checkpoint = None  # a model name's released weights are found by init_model
     else:
         if len(args.inputs) < 2:
-            parser.error('give CONFIG CHECKPOINT INPUT... (or MODEL.onnx INPUT...)')
+            parser.error('give CONFIG CHECKPOINT INPUT..., MODEL_NAME INPUT... or MODEL.onnx INPUT...')
         args.checkpoint, args.inputs = args.inputs[0], args.inputs[1:]
     if args.batch_size < 1:
         parser.error(f'--batch-size must be at least 1, got {args.batch_size}')
@@ -100,8 +105,9 @@ class TorchPredictor:
     """A config + checkpoint as a predictor: ``task``, ``dataset_meta`` and batches of BGR images in,
     data samples out (see :mod:`convnext_dense.apis.inference`)."""
 
-    def __init__(self, config: str, checkpoint: str, device: str, batch_size: int) -> None:
-        self.model = init_model(config, checkpoint, device=device)
+    def __init__(self, config: str, checkpoint: Optional[str], device: str, batch_size: int,
+                 weights_mirror: Optional[str] = None) -> None:
+        self.model = init_model(config, checkpoint, device=device, weights_mirror=weights_mirror)
         self.task = task_of(self.model.cfg)
         self.dataset_meta = self.model.dataset_meta
         self.batch_size = batch_size
@@ -182,10 +188,10 @@ def run(args: argparse.Namespace) -> Tuple[int, List[str], float]:
     """Predicts on every input; returns (images and frames written, skipped inputs with reasons, seconds)."""
     files = expand_inputs(args.inputs)
     check_out_dir(args.out_dir)
-    if args.checkpoint is None:
+    if args.model.endswith('.onnx'):
         predictor = OnnxBatchPredictor(args.model, args.batch_size)
     else:
-        predictor = TorchPredictor(args.model, args.checkpoint, args.device, args.batch_size)
+        predictor = TorchPredictor(args.model, args.checkpoint, args.device, args.batch_size, args.weights_mirror)
     writer = PredictionWriter(predictor.task, predictor.dataset_meta, args.out_dir, score_thr=args.score_thr)
     videos = [path for path in files if path.lower().endswith(VIDEO_SUFFIXES)]
     images = [path for path in files if path not in videos]

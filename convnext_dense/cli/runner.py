@@ -16,16 +16,18 @@
 import datetime
 import glob
 import os.path as osp
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner import Runner, find_latest_checkpoint
 from torch.nn.parallel import DistributedDataParallel
 
 from convnext_dense.checkpoint import check_fit, is_remote, keep_for_next_read, read_checkpoint
+from convnext_dense.checkpoint.legacy import dataset_meta_of
 from convnext_dense.config import task_of
 from convnext_dense.errors import CliError
 
@@ -110,7 +112,7 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
     return find_latest_checkpoint(cfg.work_dir)
 
 
-def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], purpose: str) -> None:
+def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], purpose: str) -> Dict[str, Any]:
     """Refuses a local ``checkpoint`` that does not hold every tensor of ``model`` with its shape.
 
     The checkpoint, with its backbone renamed to the model's names, is kept for mmengine's next read of the
@@ -121,11 +123,32 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Optional[str], pur
         checkpoint: Path; None or a URL is not checked.
         purpose: How the checkpoint was given, for the message (``'--resume'``, ``'CHECKPOINT'``).
 
+    Returns:
+        The classes and palette the file was trained with (``legacy.dataset_meta_of``), ``{}`` when it names
+        none or was not read.
+
     Raises:
         CheckpointMismatchError: It does not fit (see :func:`convnext_dense.checkpoint.check_fit`).
     """
     if not checkpoint or is_remote(checkpoint):
-        return
+        return {}
     loaded = read_checkpoint(checkpoint, purpose=purpose)
     _, state_dict = check_fit(loaded, model, source=checkpoint, purpose=purpose)
     keep_for_next_read(checkpoint, {**loaded, 'state_dict': state_dict})
+    return dataset_meta_of(loaded)
+
+
+def paint_with_classes(runner: Runner, dataset_meta: Dict[str, Any]) -> None:
+    """Makes ``--show`` / ``--show-dir`` paint with the checkpoint's classes and palette, when it names them.
+
+    mmengine's test loop hands the visualizer the dataset's meta; a hook that runs after it (``before_test``)
+    puts the checkpoint's in its place, so a released file paints with the names it was trained with.
+    """
+    if not dataset_meta.get('classes'):
+        return
+
+    class CheckpointClassesHook(Hook):
+        def before_test(self, runner) -> None:
+            runner.visualizer.dataset_meta = {**(runner.visualizer.dataset_meta or {}), **dataset_meta}
+
+    runner.register_hook(CheckpointClassesHook(), priority='LOWEST')

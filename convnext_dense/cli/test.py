@@ -4,6 +4,7 @@ Same flags as mmdet 3.3's / mmseg 1.2's ``tools/test.py`` (``python tools/test.p
 prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmentation mIoU:
 
     convnext-dense test configs/det/mask_rcnn_convnext_t_3x.py work_dirs/x/epoch_36.pth
+    convnext-dense test mask_rcnn_convnext_t_3x      # a zoo name: released weights, published numbers beside
     convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
                                                                         # + results.pkl.meta.json for `report`
     convnext-dense test CONFIG CKPT --tta
@@ -18,7 +19,8 @@ from convnext_dense.checkpoint import check_local_checkpoint
 from convnext_dense.cli.args import (add_config_arguments, add_dataset_arguments, add_launcher_arguments,
                                     parse_launcher_args, read_config)
 from convnext_dense.cli.data_checks import check_annotations, check_data, check_num_classes
-from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, setup_cpu_distributed
+from convnext_dense.cli.runner import build_runner, check_checkpoint_fits, paint_with_classes, setup_cpu_distributed
+from convnext_dense.cli.weights import add_weights_mirror_argument, print_published, resolve_model
 from convnext_dense.config import task_of
 from convnext_dense.errors import CliError
 from convnext_dense.io import atomic_output
@@ -29,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or a segmentor')
     add_config_arguments(parser, example='test_dataloader.batch_size=2')
     add_dataset_arguments(parser)
-    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file or URL (a model name: its released file)')
+    add_weights_mirror_argument(parser)
     parser.add_argument('--out', type=str,
                         help='detection: dump predictions to this .pkl file for offline evaluation; '
                              'segmentation: save prediction maps to this directory')
@@ -117,6 +120,8 @@ def add_result_dump(runner, out: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    resolved = resolve_model(args.config, args.checkpoint, args.weights_mirror)
+    args.config, args.checkpoint = resolved.config, resolved.checkpoint
     check_local_checkpoint(args.checkpoint, 'CHECKPOINT')
     cfg = load_config(args)
     task = task_of(cfg)
@@ -132,10 +137,13 @@ def main(argv=None) -> int:
     setup_cpu_distributed(cfg, args.launcher)
     check_annotations(cfg, ('test',))
     runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
+    dataset_meta = check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT')
+    if args.show or args.show_dir:
+        paint_with_classes(runner, dataset_meta)
     if args.out is not None and task == 'det':
         add_result_dump(runner, args.out)
     metrics = runner.test()
     if args.out is not None:  # beside the results: the config, checkpoint and metrics `report` needs
         write_results_info(cfg, args.out, args.checkpoint, metrics)
+    print_published(metrics, resolved)
     return 0

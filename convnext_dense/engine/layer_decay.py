@@ -9,8 +9,8 @@ that decays from the head down to the stem. Every parameter gets a layer id and 
 - ``stage_wise``: every downsample layer ``0``; stage ``s`` ``s + 1``.
 - Everything else (output norms, neck, heads) ``num_layers + 1``, i.e. scale 1.
 
-1-D parameters, biases and ConvNeXt V2's GRN ``gamma`` / ``beta`` (4-D, 1x1x1xC) get no weight decay, as in
-the V2 authors' optimizer factory; frozen parameters are left out. The param groups (names,
+1-D parameters (ConvNeXt V2's GRN ``gamma`` / ``beta`` among them), biases, and GRN parameters by name get no
+weight decay, as in the V2 authors' optimizer factory; frozen parameters are left out. The param groups (names,
 order, ``lr``, ``weight_decay``, ``lr_scale``, ``group_name``, ``param_names``) are the ones mmdet 3.x's and
 mmseg 1.x's ``LearningRateDecayOptimizerConstructor`` build, so configs switch over unchanged::
 
@@ -45,7 +45,8 @@ HONOURED_KEYS: Tuple[str, ...] = ('decay_rate', 'decay_type', 'num_layers')
 STEM_TOKEN_NAMES: Tuple[str, ...] = ('backbone.cls_token', 'backbone.mask_token', 'backbone.pos_embed')
 # The official no-decay test compares bare names; kept verbatim for identical results.
 NO_DECAY_NAMES: Tuple[str, ...] = ('pos_embed', 'cls_token')
-# GRN's affine parameters are 1x1x1xC, so the "1-D or bias" rule misses them; the V2 authors exclude them.
+# GRN's affine parameters: 1-D in our backbone, mmpretrain's and timm's, but 1x1x1xC in the official V2 code,
+# which the "1-D or bias" rule would miss; the V2 authors exclude them by name.
 NO_DECAY_SUFFIXES: Tuple[str, ...] = ('.grn.gamma', '.grn.beta')
 NAME = 'LearningRateDecayOptimizerConstructor'
 

@@ -48,7 +48,9 @@ class LayerNorm2d(nn.LayerNorm):
 class GlobalResponseNorm(nn.Module):
     """Global Response Normalization of ConvNeXt V2, on channels-last (NHWC) tensors.
 
-    Parameter names and shapes follow the official V2 code (``gamma``, ``beta`` of shape 1x1x1xC).
+    Parameter names follow the official V2 code (``gamma``, ``beta``); their shape is (C,), as in timm and
+    mmpretrain (the official code's is 1x1x1xC, converted as checkpoints load), so every OpenMMLab optimizer
+    constructor's "1-D: no weight decay" rule leaves them undecayed, as the V2 authors do.
 
     Args:
         channels: Number of channels C.
@@ -57,8 +59,8 @@ class GlobalResponseNorm(nn.Module):
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
-        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, channels))
-        self.beta = nn.Parameter(torch.zeros(1, 1, 1, channels))
+        self.gamma = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

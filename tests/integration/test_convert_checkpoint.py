@@ -134,3 +134,59 @@ def test_backbone_mode_says_when_neck_and_heads_were_dropped(tmp_path, mmpretrai
     assert run_convert([str(src), str(tmp_path / 'backbone.pth'), '--prefix', 'backbone.']) == 0
     printed = capsys.readouterr().out
     assert 'tensors outside the backbone (neck.*' in printed and '--whole-model keeps neck and heads' in printed
+
+
+def test_converts_to_a_publishers_layout_as_its_files_hold_it(tmp_path, timm_tiny, capsys):
+    """``--to torchvision`` writes a bare state dict that torchvision's own convnext_tiny loads; a
+    ``.safetensors`` DST is written in that format, meta in its header."""
+    import torchvision
+    src, source = timm_tiny
+    dst = tmp_path / 'convnext_tiny_torchvision.pth'
+    assert run_convert([str(src), str(dst), '--to', 'torchvision']) == 0
+    printed = capsys.readouterr().out
+    assert 'wrote 178 tensors' in printed and 'in the torchvision layout' in printed
+    assert 'has no place for them' not in printed  # a timm file has no output norms to leave out
+    reference = torchvision.models.convnext_tiny(weights=None)
+    missing, unexpected = reference.load_state_dict(safe_torch_load(str(dst)), strict=False)
+    assert set(missing) == {k for k in reference.state_dict() if k.startswith('classifier.')} and unexpected == []
+    assert torch.equal(reference.features[5][8].layer_scale.flatten(), source['stages.2.blocks.8.gamma'])
+
+    safetensors_dst = tmp_path / 'model.safetensors'
+    assert run_convert([str(dst), str(safetensors_dst), '--to', 'transformers', '--arch', 'tiny']) == 0
+    from safetensors import safe_open
+    with safe_open(str(safetensors_dst), framework='pt') as f:
+        assert f.metadata()['converted_from'] == 'torchvision' and f.metadata()['layout'] == 'transformers'
+        assert torch.equal(f.get_tensor('encoder.stages.2.layers.8.pwconv1.weight'),
+                           source['stages.2.blocks.8.mlp.fc1.weight'])
+
+
+def test_converts_a_hub_name_from_the_cache_with_the_network_off(tmp_path, timm_tiny):
+    """HF_HUB_CACHE and HF_HUB_OFFLINE=1, as a user sets them, in a fresh process: the cached file converts."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from convnext_dense.checkpoint.formats import write_safetensors
+    _, source = timm_tiny
+    repo = tmp_path / 'hub' / 'models--timm--convnext_tiny.dinov3_lvd1689m'
+    commit = hashlib.sha1(b'dinov3').hexdigest()
+    (repo / 'refs').mkdir(parents=True)
+    (repo / 'refs' / 'main').write_text(commit)
+    (repo / 'snapshots' / commit).mkdir(parents=True)
+    write_safetensors(source, str(repo / 'snapshots' / commit / 'model.safetensors'))
+    dst = tmp_path / 'dinov3_tiny.pth'
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / 'hub'), HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, '-m', 'convnext_dense', 'convert',
+                             'hf-hub:timm/convnext_tiny.dinov3_lvd1689m', str(dst), '--arch', 'tiny'],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'hf-hub:timm/convnext_tiny.dinov3_lvd1689m: timm layout' in result.stdout
+    written = safe_torch_load(str(dst))
+    assert written['meta']['source'] == 'hf-hub:timm/convnext_tiny.dinov3_lvd1689m'
+    assert torch.equal(written['state_dict']['stages.3.2.gamma'], source['stages.3.blocks.2.gamma'])
+
+    missing = subprocess.run([sys.executable, '-m', 'convnext_dense', 'convert', 'hf-hub:timm/convnext_base.fb_in1k',
+                              str(tmp_path / 'x.pth')], capture_output=True, text=True, timeout=300, env=env)
+    assert missing.returncode == 2 and 'HF_HUB_OFFLINE is set' in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

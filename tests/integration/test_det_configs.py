@@ -229,3 +229,33 @@ def test_v2_detector_param_groups_keep_grn_out_of_weight_decay():
     grn = [name for name in decay_of if '.grn.' in name]
     assert len(grn) == 2 * 36 and {decay_of[name] for name in grn} == {0.0}
     assert decay_of['backbone.stages.2.20.pwconv1.weight'] == 0.05
+
+
+def mmdet_param_groups(backbone_type: str) -> dict:
+    """``{parameter name: (lr, weight decay)}`` from mmdet's own ``LearningRateDecayOptimizerConstructor`` for
+    mmdet's published ConvNeXt V2-B Mask R-CNN config, its backbone ``type`` set to ``backbone_type``."""
+    from mmdet.engine.optimizers import LearningRateDecayOptimizerConstructor
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    config = Config(copy.deepcopy(MMDET_V2_B['config']))
+    config.model.backbone.update(type=backbone_type, init_cfg=None)  # no download: names and shapes only
+    model = MODELS.build(config.model)  # on the CPU: mmpretrain's ConvNeXt reads its drop-path rates back
+    optim_wrapper = config.optim_wrapper.to_dict()
+    constructor = LearningRateDecayOptimizerConstructor(
+        dict(type='OptimWrapper', optimizer=optim_wrapper['optimizer']), optim_wrapper['paramwise_cfg'])
+    groups = constructor(model).optimizer.param_groups
+    return {name: (group['lr'], group['weight_decay']) for group in groups for name in group['param_names']}
+
+
+def test_mmdets_own_constructor_treats_our_v2_backbone_as_mmpretrains():
+    """A drop-in backbone must not depend on the constructor the user keeps: with mmdet's constructor (what
+    mmdet's ConvNeXt-V2 project config uses), ours gets the lr and weight decay of mmpretrain's ConvNeXt for
+    every parameter, GRN undecayed (1-D in both)."""
+    from convnext_dense.checkpoint.layouts import mmpretrain_key_to_ours
+    theirs = {mmpretrain_key_to_ours(name): value for name, value in mmdet_param_groups('mmpretrain.ConvNeXt').items()}
+    ours = mmdet_param_groups('convnext_dense.ConvNeXt')
+    assert ours == theirs
+    grn = [name for name in ours if '.grn.' in name]
+    assert len(grn) == 2 * 36 and {ours[name][1] for name in grn} == {0.0}
+    assert ours['backbone.stages.2.20.pwconv1.weight'][1] == 0.05

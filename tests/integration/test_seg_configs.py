@@ -36,7 +36,9 @@ def _load(name: str) -> Config:
 def test_all_paper_configs_exist():
     names = {path.stem for path in SEG_CONFIGS}
     assert set(PAPER_RECIPES) <= names
-    assert set(PAPER_RECIPES) == set(PAPER_NUMBERS)
+    # The DINOv3 configs run a paper recipe with other weights: the same network has the paper's numbers
+    # (checked in tests/unit/test_dinov3_configs.py).
+    assert set(PAPER_RECIPES) == {name for name in PAPER_NUMBERS if '_dinov3_' not in name}
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_RECIPES))

@@ -38,8 +38,13 @@ def test_an_object_that_is_no_state_dict_is_refused(tmp_path):
         read_checkpoint(str(path))
 
 
-def test_http_url_is_downloaded_once_into_the_hub_cache(saved, tmp_path, monkeypatch):
+def test_http_url_is_downloaded_once_into_the_weights_cache(saved, tmp_path, monkeypatch):
+    """Through checkpoint.download: torch.hub's folder unless CONVNEXT_DENSE_WEIGHTS_DIR is set."""
+    from convnext_dense.checkpoint import download
     served = []
+    # urllib would send even 127.0.0.1 through a proxy set in the environment.
+    for name in ('http_proxy', 'all_proxy', 'HTTP_PROXY', 'ALL_PROXY', download.CACHE_ENV, download.MIRROR_ENV):
+        monkeypatch.delenv(name, raising=False)
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):

@@ -23,6 +23,7 @@ def raising(error: BaseException):
 @pytest.mark.parametrize('error, status', [
     (errors.ConfigError('x'), 2), (errors.ConfigTypeError('x'), 2), (errors.CliError('x'), 2),
     (errors.CheckpointNotFoundError('x'), 2), (errors.CheckpointMismatchError('x'), 2),
+    (errors.CheckpointAccessError('x'), 2),
     (errors.UnknownCheckpointLayoutError('x'), 2), (errors.InputShapeError('x'), 2), (errors.DeployError('x'), 2),
     (errors.MissingDependencyError('x'), 2), (errors.RunError('x'), 1), (NonFiniteLossError('x'), 1),
 ])

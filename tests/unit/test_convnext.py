@@ -102,7 +102,8 @@ def test_layer_scale_zero_disables_gamma_and_v2_blocks_have_grn():
     model = ConvNeXt(SMALL_ARCH, layer_scale_init_value=0.0, use_grn=True)
     names = set(dict(model.named_parameters()))
     assert not any(name.endswith('.gamma') and '.grn.' not in name for name in names)
-    assert model.stages[0][0].grn.gamma.shape == (1, 1, 1, 32)
+    # 1-D, as in timm and mmpretrain: every OpenMMLab optimizer constructor leaves 1-D parameters undecayed.
+    assert model.stages[0][0].grn.gamma.shape == (32,)
     assert ConvNeXt(SMALL_ARCH, layer_scale_init_value=0.5).stages[1][0].gamma.eq(0.5).all()
 
 
@@ -525,3 +526,19 @@ def test_v2_params_and_flops_match_the_official_table(arch):
     official_params, official_flops = V2_COMPLEXITY[arch]
     assert params == pytest.approx(official_params, rel=0.01)
     assert flops == pytest.approx(official_flops, rel=0.01)
+
+
+def test_xxlarge_is_timms_clip_convnext_xxlarge():
+    """arch='xxlarge' holds timm's convnext_xxlarge (open_clip's CLIP ConvNeXt-XXLarge tower), tensor for tensor."""
+    import timm
+
+    from convnext_dense.checkpoint import match
+    with torch.device('meta'):
+        reference = timm.create_model('convnext_xxlarge', pretrained=False, num_classes=0)
+        ours = ConvNeXt('xxlarge')
+    report, _ = match(reference.state_dict(), ours)
+    assert report.missing == [] and report.mismatched == [] and report.unexpected == []
+    assert report.ignored == ['head.norm.weight', 'head.norm.bias']
+    backbone = sum(p.numel() for name, p in ours.named_parameters() if not name.startswith('norm'))
+    assert backbone == sum(p.numel() for name, p in reference.named_parameters() if not name.startswith('head.'))
+    assert 840e6 < backbone < 850e6

@@ -1,7 +1,8 @@
 """The documentation describes the repository as it is.
 
 - Every relative link (and ``#anchor``) in README.md, CHANGELOG.md and docs/*.md resolves.
-- Every config in the README's model-zoo tables exists, loads the pretrained weights its row links, and its
+- Every config in the README's model-zoo tables exists, loads the pretrained weights its row links (a Hugging
+  Face Hub name as its repository's page), and its
   params / FLOPs / paper metrics agree with the task's metafile (or, without one, with the FLOPs tool's
   table of the paper's values).
 - Every script a document tells users to run exists, and every ``convnext-dense`` subcommand it names is one
@@ -16,6 +17,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import yaml
+
+from convnext_dense.checkpoint.hub import hub_page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / 'README.md'
@@ -170,7 +173,8 @@ def test_zoo_row_matches_its_config(row):
     config = link_target(row['config'])
     assert (REPO_ROOT / config).is_file(), f'{config} does not exist'
     cfg = Config.fromfile(str(REPO_ROOT / config), import_custom_modules=False)
-    assert cfg.model.backbone.init_cfg.checkpoint == link_target(row['pre-training'])
+    # A Hugging Face Hub name is linked as its repository's page.
+    assert hub_page(cfg.model.backbone.init_cfg.checkpoint) == link_target(row['pre-training'])
 
 
 # "**COCO instance segmentation** (3x schedule, 16 images per iteration (V2: 32), AMP):" above a zoo table.
@@ -220,7 +224,7 @@ def test_zoo_row_matches_the_paper(row):
         assert record is not None, f'{config} has no entry in configs/*/metafile.yml'
         metrics = [float(record['metrics'][key]) for key in record['metrics']]
         assert paper_metrics == metrics, f'{config}: README {header} {paper_metrics}, metafile {record["metrics"]}'
-        assert record['Pretrained Weights'] == link_target(row['pre-training'])
+        assert hub_page(record['Pretrained Weights']) == link_target(row['pre-training'])
         if 'Parameters' not in record or 'FLOPs' not in record:
             return
         paper_params, paper_flops = float(record['Parameters']), float(record['FLOPs'])

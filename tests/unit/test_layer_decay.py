@@ -304,15 +304,39 @@ def official_v2_group(name: str, param: nn.Parameter) -> Tuple[int, bool]:
 
 @pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
 def test_v2_grn_affine_parameters_get_no_weight_decay(decay_type):
-    """GRN's gamma and beta are 1x1x1xC: out of decay by name in both modes, as the V2 authors do."""
+    """GRN's gamma and beta are 1-D: out of decay in both modes, as the V2 authors do."""
     model = Detector(narrow_convnext(SMALL_DEPTHS, use_grn=True, layer_scale_init_value=0.0))
     groups = build_groups(constructor(decay_rate=0.95, decay_type=decay_type, num_layers=12), model)
     wd = {name: group['weight_decay'] for group in groups for name in group['param_names']}
     grn = [name for name in wd if '.grn.' in name]
     assert len(grn) == 2 * sum(SMALL_DEPTHS)
-    assert all(model.get_parameter(name).ndim == 4 for name in grn)
+    assert all(model.get_parameter(name).ndim == 1 for name in grn)
     assert {wd[name] for name in grn} == {0.0}
     assert wd['backbone.stages.1.0.pwconv1.weight'] == BASE_WD
+
+
+@pytest.mark.parametrize('reference', ['mmdet', 'mmseg'])
+def test_v2_groups_of_mmdets_and_mmsegs_own_constructors_equal_ours(reference):
+    """GRN is 1-D, so the OpenMMLab constructors' own "1-D: no decay" rule leaves it undecayed: a user who
+    keeps mmdet's or mmseg's constructor gets our constructor's groups."""
+    optimizers = importlib.import_module(f'{reference}.engine.optimizers')
+    model = Detector(narrow_convnext(SMALL_DEPTHS, use_grn=True, layer_scale_init_value=0.0))
+    paramwise = dict(decay_rate=0.95, decay_type='layer_wise', num_layers=12)
+    official = build_groups(optimizers.LearningRateDecayOptimizerConstructor(dict(OPTIM_CFG), dict(paramwise)),
+                            model)
+    assert comparable(official) == comparable(build_groups(constructor(**paramwise), model))
+    wd = {name: group['weight_decay'] for group in official for name in group['param_names']}
+    assert {wd[name] for name in wd if '.grn.' in name} == {0.0}
+
+
+def test_v2_grn_is_undecayed_by_mmengines_default_constructor_with_flat_decay_off():
+    model = Detector(narrow_convnext((1, 1, 1, 1), use_grn=True, layer_scale_init_value=0.0))
+    wrapper = build_optim_wrapper(model, dict(optimizer=dict(OPTIM_CFG['optimizer']),
+                                              paramwise_cfg=dict(flat_decay_mult=0.0)))
+    decay = {id(p): group['weight_decay'] for group in wrapper.optimizer.param_groups for p in group['params']}
+    grn = [p for name, p in model.named_parameters() if '.grn.' in name]
+    assert grn and {decay[id(p)] for p in grn} == {0.0}
+    assert decay[id(model.backbone.stages[0][0].pwconv1.weight)] == BASE_WD
 
 
 def test_v2_grouping_matches_the_official_v2_optimizer_factory():

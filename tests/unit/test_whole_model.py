@@ -64,17 +64,29 @@ def randomized(module: nn.Module, seed: int = 0) -> nn.Module:
 
 # --- the pure renaming ------------------------------------------------------------------------------------
 
-def test_mmpretrain_backbone_is_renamed_and_reshaped_the_rest_kept():
+def test_mmpretrain_backbone_is_renamed_the_rest_kept():
     source = mmpretrain_names(randomized(Detectorish(use_grn=True, layer_scale_init_value=0.0)).state_dict())
     renamed, renames = rename_whole_model(source, ['backbone.'])
     expected = Detectorish(use_grn=True, layer_scale_init_value=0.0).state_dict()
     assert list(renamed) != list(source) and set(renamed) == set(expected)
     assert [r.layout for r in renames] == ['mmpretrain']
     assert ('backbone.stages.0.0.depthwise_conv.weight', 'backbone.stages.0.0.dwconv.weight') in renames[0].renamed
-    assert renamed['backbone.stages.2.1.grn.gamma'].shape == (1, 1, 1, 256)
-    assert 'backbone.stages.2.1.grn.gamma' in renames[0].reshaped
+    # mmpretrain's GRN is 1-D as ours: nothing to reshape.
+    assert renamed['backbone.stages.2.1.grn.gamma'].shape == (256,)
+    assert renames[0].reshaped == []
     assert renamed['neck.weight'] is source['neck.weight'] and renamed['decode_head.bias'] is source['decode_head.bias']
     assert len(renames[0].renamed) == sum('.depthwise_conv.' in k or '.pointwise_conv' in k for k in source)
+
+
+def test_checkpoints_with_the_official_grn_shape_load_strictly():
+    """Our earlier files and the authors' V2 whole models store GRN (1, 1, 1, C): flattened as they load."""
+    saved = randomized(Detectorish(use_grn=True, layer_scale_init_value=0.0)).state_dict()
+    old = {k: v.reshape(1, 1, 1, -1) if '.grn.' in k else v for k, v in saved.items()}
+    model = Detectorish(use_grn=True, layer_scale_init_value=0.0)
+    model.load_state_dict(old, strict=True)
+    assert model.backbone.stages[2][1].grn.gamma.shape == (256,)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
 
 
 def test_our_and_the_authors_layouts_are_left_as_they_are():
@@ -109,7 +121,7 @@ def test_strict_load_state_dict_renames_in_memory_and_logs_one_report(capfd):
         torch.testing.assert_close(model.state_dict()[key], value, atol=0, rtol=0)
     logged = capfd.readouterr().out
     assert logged.count('backbone layout') == 1 and 'backbone layout: backbone. mmpretrain' in logged
-    assert 'renamed 30 keys' in logged and 'reshaped 10' in logged and 'missing: none' in logged
+    assert 'renamed 30 keys' in logged and 'reshaped 0' in logged and 'missing: none' in logged
     assert 'backbone.stages.0.0.depthwise_conv.weight' in source  # the caller's dict is untouched
 
 

@@ -17,6 +17,9 @@ DET = {
     'mask_rcnn_convnextv2_b_fcmae_lsj_3x': (None, None, 52.9, 46.4),
     'mask_rcnn_convnextv2_l_fcmae_lsj_3x': (None, None, None, None),
     'mask_rcnn_convnextv2_h_fcmae_lsj_3x': (None, None, None, None),
+    # DINOv3 weights with the paper's recipe: the paper's network, no published result.
+    'cascade_convnext_t_dinov3_3x': (86e6, 741e9, None, None),
+    'cascade_convnext_b_dinov3_3x': (146e6, 964e9, None, None),
 }
 SEG = {
     'upernet_convnext_t_512_160k': (60e6, 939e9, 46.0, 46.7),
@@ -28,6 +31,8 @@ SEG = {
     'upernet_convnextv2_b_512_160k': (None, None, None, None),
     'upernet_convnextv2_l_512_160k': (None, None, None, None),
     'upernet_convnextv2_h_512_160k': (None, None, None, None),
+    'upernet_convnext_t_dinov3_512_160k': (60e6, 939e9, None, None),
+    'upernet_convnext_b_dinov3_512_160k': (122e6, 1170e9, None, None),
 }
 
 
@@ -47,8 +52,8 @@ def test_segmentation_metafile_holds_the_paper_table():
 def test_pretrained_weights_are_the_official_non_ema_files():
     for task in zoo.TASKS:
         for stem, record in zoo.models(task).items():
-            if 'convnextv2' in stem:
-                continue  # below
+            if 'convnextv2' in stem or 'dinov3' in stem:
+                continue  # below, and in test_dinov3_configs.py
             parts = stem.split('_')
             size = parts[parts.index('convnext') + 1]
             data = '22k' if 'in22k' in stem else '1k'
@@ -116,10 +121,14 @@ def test_openmmlab_weights_are_marked_with_their_own_results():
 
 def test_every_metafile_url_is_well_formed_and_every_weights_url_unique():
     from urllib.parse import urlparse
+
+    from convnext_dense.checkpoint.hub import hub_page
     urls = []
     for task in zoo.TASKS:
         for stem, record in zoo.models(task).items():
-            for url in [record['pretrained']] + [w.url for w in record['weights']] + [w.source for w in record['weights']]:
+            # Pretrained weights may be a Hugging Face Hub name: its repository's page is checked.
+            pretrained = hub_page(record['pretrained'])
+            for url in [pretrained] + [w.url for w in record['weights']] + [w.source for w in record['weights']]:
                 parsed = urlparse(url)
                 assert parsed.scheme == 'https' and parsed.netloc and ' ' not in url, (stem, url)
             for weights in record['weights']:
