@@ -16,8 +16,8 @@ VERSION = re.search(r"__version__ = '([^']+)'",
 
 STARTUP_HOOK = 'convnext_dense_mmcv_ext.pth'
 
-# ninja: torch builds the optional CPU depthwise-conv kernel (convnext_dense/ops/dwconv.py) with it, where a C++
-# compiler exists; without one that kernel steps aside.
+# ninja: torch builds the optional CPU kernels (convnext_dense/ops/extension.py) with it, where a C++ compiler
+# exists; without one they step aside.
 CORE = ['torch>=2.0', 'torchvision', 'mmengine==0.10.7', 'numpy', 'matplotlib', 'ninja']
 DET = ['mmdet==3.3.0', 'pycocotools', 'shapely', 'terminaltables']
 # mmseg 1.2 imports ftfy and regex at import time without declaring them.

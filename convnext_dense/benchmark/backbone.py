@@ -19,6 +19,7 @@ from convnext_dense.benchmark.backbones import IMPLS, build_backbones, max_outpu
 from convnext_dense.benchmark.common import (DTYPES, MEMORY_FORMATS, Clock, add_common_arguments, autocast,
                                              environment, paired_ratio, parse_size, peak_rss_bytes, rotated,
                                              rss_bytes, run_probe)
+from convnext_dense.ops import cpu_kernels_of
 
 
 def _make_step(model: nn.Module, x: torch.Tensor, train: bool, dtype: Optional[torch.dtype]) -> Callable:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # the 7x7 depthwise convs' best algorithm differs per shape
     clock = Clock(args.clock, device)
-    models, unavailable = build_backbones(args.arch, args.impls, with_cp=args.with_cp)
+    models, unavailable = build_backbones(args.arch, args.impls, with_cp=args.with_cp, cpu_kernels=args.cpu_kernels)
     diffs = max_output_difference(models)
     compiled: Dict[Tuple[str, str], nn.Module] = {}
     rows = []
@@ -134,8 +135,10 @@ def run(args: argparse.Namespace) -> dict:
                         rows.append(row)
                         if not args.json:
                             print(format_backbone_row(row), flush=True)
+    ours = models.get('ours')
     return dict(mode='backbone', arch=args.arch, clock=args.clock, env=environment(), max_abs_diff_vs_ours=diffs,
-                command=' '.join(sys.argv), rows=rows)
+                cpu_kernels=list(cpu_kernels_of(ours)) if ours is not None else None, command=' '.join(sys.argv),
+                rows=rows)
 
 
 def _add_ratios(row: dict) -> None:
@@ -148,7 +151,7 @@ def _add_ratios(row: dict) -> None:
 def _memory_in_subprocess(args: argparse.Namespace, impl: str, height: int, width: int, batch: int,
                           mode: str, dtype: str, fmt: str) -> Optional[float]:
     case = dict(arch=args.arch, impl=impl, height=height, width=width, batch=batch, mode=mode, dtype=dtype,
-                memory_format=fmt, device=args.device, with_cp=args.with_cp)
+                memory_format=fmt, device=args.device, with_cp=args.with_cp, cpu_kernels=args.cpu_kernels)
     result, _ = run_probe('memory', case, timeout=1800)
     return result.get('peak_mem_mib') if result else None
 
@@ -157,7 +160,8 @@ def memory_probe(case_json: str) -> None:
     """Child process of ``--memory``: builds one backbone, runs one step, prints its peak memory."""
     case = json.loads(case_json)
     device = torch.device(case['device'])
-    models, _ = build_backbones(case['arch'], (case['impl'],), with_cp=case['with_cp'])
+    models, _ = build_backbones(case['arch'], (case['impl'],), with_cp=case['with_cp'],
+                                cpu_kernels=case['cpu_kernels'])
     fmt = MEMORY_FORMATS[case['memory_format']]
     model = models[case['impl']].to(device=device, memory_format=fmt)
     x = torch.randn(case['batch'], 3, case['height'], case['width'], device=device).contiguous(memory_format=fmt)
@@ -198,6 +202,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         choices=list(MEMORY_FORMATS))
     parser.add_argument('--compile', nargs='+', default=['off', 'on'] if cuda else ['off'], choices=('off', 'on'))
     parser.add_argument('--with-cp', action='store_true', help='activation checkpointing in ours and mmpretrain')
+    parser.add_argument('--cpu-kernels', metavar='SPEC',
+                        help='our CPU kernels: auto (the machine\'s choice), 1, 0 or names separated by commas '
+                             '(default: CONVNEXT_DENSE_CPU_KERNELS, else auto)')
     parser.add_argument('--memory', action=argparse.BooleanOptionalAction, default=cuda,
                         help='peak memory per case (default on CUDA; on CPU: one fresh process per case)')
     return parser

@@ -1,5 +1,5 @@
 """The three backbones the benchmark compares, built with the same weights: ours, timm's and mmpretrain's."""
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -44,7 +44,8 @@ class TimmDense(nn.Module):
 
 
 def build_backbones(arch: str, impls: Sequence[str], layer_scale_init_value: float = 1.0,
-                    with_cp: bool = False, seed: int = 0) -> Tuple[Dict[str, nn.Module], Dict[str, str]]:
+                    with_cp: bool = False, seed: int = 0, cpu_kernels: Optional[str] = None
+                    ) -> Tuple[Dict[str, nn.Module], Dict[str, str]]:
     """Builds the requested backbones with our randomly initialised weights copied into each.
 
     Args:
@@ -53,6 +54,7 @@ def build_backbones(arch: str, impls: Sequence[str], layer_scale_init_value: flo
         layer_scale_init_value: Layer scale of all three (1.0 makes every block matter numerically).
         with_cp: Activation checkpointing in ours and mmpretrain's (timm's has none per block).
         seed: Seed of the random weights.
+        cpu_kernels: Our CPU kernels, as ``ConvNeXt(cpu_kernels=...)`` takes them in text (None: the default).
 
     Returns:
         The built modules and, per implementation that could not be built, the reason.
@@ -62,7 +64,7 @@ def build_backbones(arch: str, impls: Sequence[str], layer_scale_init_value: flo
     depths, channels = arch_spec(arch)
     torch.manual_seed(seed)
     ours = ConvNeXt(dict(depths=depths, channels=channels), layer_scale_init_value=layer_scale_init_value,
-                    with_cp=with_cp)
+                    with_cp=with_cp, cpu_kernels=cpu_kernels)
     ours.init_weights()
     state = ours.state_dict()
     models, missing = {}, {}

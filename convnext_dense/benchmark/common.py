@@ -29,6 +29,25 @@ def parse_size(text: str) -> Tuple[int, int]:
     return int(text), int(text)
 
 
+def cpu_description() -> dict:
+    """The CPU's model name and the vector instruction sets that decide which kernels pay off.
+
+    ``cpu_capability`` is what PyTorch's own kernels use (``torch.backends.cpu.get_cpu_capability()``);
+    ``isa`` lists the relevant ``/proc/cpuinfo`` flags (AVX2, AVX-512, VNNI, AMX) the CPU has.
+    """
+    model, flags = platform.processor() or 'cpu', set()
+    with contextlib.suppress(OSError):
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            key, _, value = line.partition(':')
+            if key.strip() == 'model name' and model in ('cpu', platform.processor()):
+                model = value.strip()
+            elif key.strip() == 'flags' and not flags:
+                flags = set(value.split())
+    isa = [name for name in ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_tile')
+           if name in flags]
+    return dict(cpu=model, cores=os.cpu_count(), cpu_capability=torch.backends.cpu.get_cpu_capability(), isa=isa)
+
+
 def environment() -> dict:
     """Device and library versions for the table header."""
     info = {'torch': torch.__version__, 'python': platform.python_version(), 'threads': torch.get_num_threads()}
@@ -44,13 +63,9 @@ def environment() -> dict:
         info['tf32_matmul'] = torch.backends.cuda.matmul.allow_tf32
         info['tf32_cudnn'] = torch.backends.cudnn.allow_tf32
     else:
-        cpu = platform.processor() or 'cpu'
-        with contextlib.suppress(OSError):
-            for line in Path('/proc/cpuinfo').read_text().splitlines():
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-        info['device'] = f'{cpu}, {os.cpu_count()} cores'
+        cpu = cpu_description()
+        info['device'] = f'{cpu["cpu"]}, {cpu["cores"]} cores, {"/".join(cpu["isa"]) or "no AVX2"}'
+        info.update(cpu)
         with contextlib.suppress(OSError):
             info['load_avg_1m'] = round(os.getloadavg()[0], 2)
     return info

@@ -79,18 +79,20 @@ def _peak_classifier(detector: Any) -> None:
 
 
 def build_case(case: str):
-    """The PyTorch module of a case (random weights, eval mode) and its example input."""
+    """The PyTorch module of a case (random weights, eval mode) and its inputs by name."""
     import torch
     kind, config, height, width = CASE_SPECS[case]
     if kind == 'backbone':
         from convnext_dense.models import ConvNeXt
-        return ConvNeXt(arch='tiny', layer_scale_init_value=1.0).eval(), torch.randn(1, 3, height, width)
+        return ConvNeXt(arch='tiny', layer_scale_init_value=1.0).eval(), dict(input=torch.randn(1, 3, height, width))
     from mmengine.config import Config, ConfigDict
     from mmengine.registry import MODELS, init_default_scope
 
     import convnext_dense  # noqa: F401
     from convnext_dense.config import syncbn_to_bn
-    from convnext_dense.deploy.export import DetectorGraph, SegmentorGraph
+    from convnext_dense.deploy.det_graph import DetectorGraph
+    from convnext_dense.deploy.export import example_images
+    from convnext_dense.deploy.seg_graph import SegmentorGraph
     cfg = Config.fromfile(str(find_config(config)))
     init_default_scope(cfg.default_scope)
     model_cfg = syncbn_to_bn(cfg.model.to_dict())
@@ -99,9 +101,9 @@ def build_case(case: str):
     model = MODELS.build(ConfigDict(model_cfg)).eval()
     if kind == 'det':
         _peak_classifier(model)
-    graph = DetectorGraph(model) if kind == 'det' else SegmentorGraph(model)
-    image = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    return graph.eval(), image
+    graph = DetectorGraph(model) if kind == 'det' else SegmentorGraph(model, shape=(height, width))
+    image, image_size = example_images(1, height, width)
+    return graph.eval(), dict(image=image, image_size=image_size)
 
 
 def _status_mib(field: str) -> float:
@@ -143,14 +145,14 @@ def child(spec: Dict[str, Any]) -> Dict[str, float]:
         options.intra_op_num_threads = spec['threads']
         options.inter_op_num_threads = 1
         runtime = onnxruntime.InferenceSession(spec['onnx'], options, providers=['CPUExecutionProvider'])
-        feed = {runtime.get_inputs()[0].name: np.load(spec['input'])}
+        feed = dict(np.load(spec['input']))
         return _time_calls(lambda: runtime.run(None, feed), spec['warmup'], spec['rounds'])
     import torch
     torch.set_num_threads(spec['threads'])
-    module, example = build_case(spec['case'])
+    module, inputs = build_case(spec['case'])
     module.load_state_dict(torch.load(spec['weights'], map_location='cpu', weights_only=True))
     with torch.inference_mode():
-        return _time_calls(lambda: module(example), spec['warmup'], spec['rounds'])
+        return _time_calls(lambda: module(*inputs.values()), spec['warmup'], spec['rounds'])
 
 
 # The child loads this file alone, so that the ONNX Runtime child imports neither torch nor the package (whose
@@ -175,15 +177,16 @@ def run_case(case: str, work_dir: Path, args: argparse.Namespace) -> Dict[str, A
 
     from convnext_dense.deploy import export as exporter
     module, example = build_case(case)
-    onnx_file, weights, inputs = (work_dir / f'{case}.onnx', work_dir / f'{case}.pth', work_dir / f'{case}.npy')
+    onnx_file, weights, inputs = (work_dir / f'{case}.onnx', work_dir / f'{case}.pth', work_dir / f'{case}.npz')
     torch.save(module.state_dict(), weights)
-    np.save(inputs, example.numpy())
-    kind = CASE_SPECS[case][0]
+    np.savez(inputs, **{name: value.numpy() for name, value in example.items()})
+    kind, _, height, width = CASE_SPECS[case]
     if kind == 'backbone':
-        exporter.export_backbone(module, onnx_file, example.shape[2:])
+        exporter.export_backbone(module, onnx_file, (height, width))
     else:
-        exporter.export_model(module.segmentor if kind == 'seg' else module.detector, onnx_file, example.shape[:2])
-    row = dict(case=case, shape=list(example.shape), threads=args.threads, results={})
+        exporter.export_model(module.segmentor if kind == 'seg' else module.detector, onnx_file, (height, width))
+    first = next(iter(example.values()))
+    row = dict(case=case, shape=list(first.shape), threads=args.threads, results={})
     for runtime in ('pytorch_eager', 'onnxruntime'):
         spec = dict(case=case, runtime=runtime, threads=args.threads, warmup=args.warmup, rounds=args.rounds,
                     onnx=str(onnx_file), weights=str(weights), input=str(inputs))

@@ -117,16 +117,17 @@ class TorchPredictor:
 
 
 class OnnxBatchPredictor:
-    """An exported ONNX model through ``convnext_dense.deploy.predictor.OnnxPredictor`` (RGB, one image a call)."""
+    """An exported ONNX model through ``convnext_dense.deploy.predictor.OnnxPredictor``: batches of BGR images in,
+    ``--batch-size`` per ONNX Runtime call (a file exported with ``--batch N`` takes N)."""
 
-    def __init__(self, path: str) -> None:
-        self.predictor = OnnxPredictor(path)
+    def __init__(self, path: str, batch_size: int = 1) -> None:
+        self.predictor = OnnxPredictor(path, batch_size=batch_size if batch_size > 1 else None)
         self.task = self.predictor.task
         self.dataset_meta = self.predictor.dataset_meta
-        self.batch_size = 1
+        self.batch_size = self.predictor.batch_size
 
     def predict(self, bgr_images: List[np.ndarray]) -> list:
-        return [self.predictor(np.ascontiguousarray(image[..., ::-1])) for image in bgr_images]
+        return self.predictor.predict([np.ascontiguousarray(image[..., ::-1]) for image in bgr_images])
 
 
 def read_image(path: str) -> Optional[np.ndarray]:
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> Tuple[int, List[str], float]:
     files = expand_inputs(args.inputs)
     check_out_dir(args.out_dir)
     if args.model.endswith('.onnx'):
-        predictor = OnnxBatchPredictor(args.model)
+        predictor = OnnxBatchPredictor(args.model, args.batch_size)
     else:
         predictor = TorchPredictor(args.model, args.checkpoint, args.device, args.batch_size, args.weights_mirror)
     writer = PredictionWriter(predictor.task, predictor.dataset_meta, args.out_dir, score_thr=args.score_thr)

@@ -1,20 +1,25 @@
 """Runs an exported detector or segmentor with stock ONNX Runtime and returns mmdet / mmseg data samples.
 
-:class:`OnnxPredictor` takes an RGB image as it is and returns what the PyTorch path returns, so ``infer``
+:class:`OnnxPredictor` takes RGB images as they are and returns what the PyTorch path returns, so ``infer``
 writes the same pictures and JSON from either: a ``DetDataSample`` (``pred_instances`` with boxes in the
 image's pixels, scores, labels, masks) or a ``SegDataSample`` (``pred_sem_seg``, ``seg_logits``).
 
-Two steps run in Python around the graph, both with the OpenMMLab code the PyTorch path runs:
+Around the graph, with the OpenMMLab code the PyTorch path runs:
 
 1. the test pipeline's ``Resize`` (stored in the file's metadata), with mmcv's ``Resize`` transform;
-2. for detectors, :func:`paste_masks`: boxes back to the original image's pixels and each instance's
-   M x M mask probabilities pasted into the image with mmdet's ``_do_paste_mask``, then thresholded at the
-   model's ``mask_thr_binary``; for segmentors, the logits resized to the original size before the argmax.
+2. batching: the resized images top-left in one array of the file's input shape (a static file) or of the
+   batch's largest image (a file of any size), their sizes beside; the graph normalizes them and pads each
+   beyond its size, as mmdet's and mmseg's data preprocessors pad a batch. An image larger than a static
+   file's shape is refused with the fix (another ``--shape`` or ``--dynamic-shape``);
+3. for detectors, :func:`paste_masks`: boxes back to the original image's pixels and each instance's
+   M x M mask probabilities pasted into the image with mmdet's ``_do_paste_mask``, thresholded at the
+   model's ``mask_thr_binary``; for segmentors, each image's logits cropped from the batch and resized to
+   its original size before the label map is taken, as mmseg's ``postprocess_result`` does.
 """
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -67,6 +72,13 @@ def paste_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int, widt
     return masks
 
 
+def _label_map(logits: torch.Tensor, threshold: Optional[float]) -> torch.Tensor:
+    """1 x H x W labels from 1 x C x H x W logits: argmax, or ``sigmoid > threshold`` for one channel (mmseg)."""
+    if logits.shape[1] == 1:
+        return (logits.sigmoid() > threshold).long()[0]
+    return logits.argmax(dim=1)
+
+
 class OnnxPredictor:
     """An exported detector or segmentor, run by ONNX Runtime.
 
@@ -74,14 +86,17 @@ class OnnxPredictor:
         path: The ``.onnx`` file written by ``convnext-dense export``.
         num_threads: ONNX Runtime's intra-op threads (None: its default, all cores).
         providers: ONNX Runtime execution providers (default: the CPU).
+        batch_size: Images per call: a file of a fixed batch size takes exactly its own (None: the file's);
+            a file of any batch size takes any (None: 1).
 
     Attributes:
         task: ``'det'`` or ``'seg'``.
         dataset_meta: ``classes`` and ``palette`` stored at export.
+        batch_size: Images per ONNX Runtime call.
     """
 
     def __init__(self, path: Union[str, Path], num_threads: Optional[int] = None,
-                 providers: Sequence[str] = ('CPUExecutionProvider',)) -> None:
+                 providers: Sequence[str] = ('CPUExecutionProvider',), batch_size: Optional[int] = None) -> None:
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise DeployError(f'{self.path}: no such file; write one with convnext-dense export CONFIG CHECKPOINT '
@@ -109,7 +124,18 @@ class OnnxPredictor:
         self.preprocess: Dict[str, Any] = meta.get('preprocess') or {}
         self.postprocess: Dict[str, Any] = meta.get('postprocess') or {}
         self.input_shape: Optional[Sequence[int]] = meta.get('input_shape')
+        self.file_batch_size: Optional[int] = meta.get('batch_size', 1)
+        self.batch_size = self._batch_size(batch_size)
         self.output_names = [output.name for output in self.runtime.get_outputs()]
+
+    def _batch_size(self, requested: Optional[int]) -> int:
+        if self.file_batch_size is None:
+            return int(requested or 1)
+        if requested not in (None, self.file_batch_size):
+            raise DeployError(f'{self.path} takes batches of {self.file_batch_size} images (exported with --batch '
+                              f'{self.file_batch_size}); pass --batch-size {self.file_batch_size}, or re-export '
+                              f'with --batch {requested}')
+        return self.file_batch_size
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -121,62 +147,98 @@ class OnnxPredictor:
                               f'np.clip(image, 0, 255).astype(np.uint8)')
         return np.ascontiguousarray(image)
 
-    def _check_shape(self, shape: Tuple[int, int]) -> None:
-        if self.input_shape is not None and tuple(shape) != tuple(self.input_shape):
+    def _check_fits(self, shape: Tuple[int, int]) -> None:
+        if self.input_shape is not None and (shape[0] > self.input_shape[0] or shape[1] > self.input_shape[1]):
             after = ' after the test Resize' if self.preprocess.get('resize') else ''
+            height, width = self.input_shape
             raise DeployError(
-                f'{self.path} was exported with a static shape for {self.input_shape[0]}x{self.input_shape[1]} '
-                f'images, this one is {shape[0]}x{shape[1]}{after}; re-export with --dynamic-shape '
-                f'(or --shape {shape[0]} {shape[1]})')
+                f'{self.path} takes images up to {height}x{width} (exported with a static shape), this one is '
+                f'{shape[0]}x{shape[1]}{after}; re-export with --shape {max(height, shape[0])} '
+                f'{max(width, shape[1])} or --dynamic-shape')
 
-    def run(self, rgb_image: np.ndarray) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-        """The graph's raw outputs by name and the image's meta (ori_shape, img_shape, scale_factor)."""
-        image = self._check_image(rgb_image)
-        resized, scale_factor = resize_image(image, self.preprocess.get('resize'))
-        self._check_shape(resized.shape[:2])
-        outputs = self.runtime.run(None, {'image': np.ascontiguousarray(resized)})
-        meta = dict(ori_shape=tuple(image.shape[:2]), img_shape=tuple(resized.shape[:2]), scale_factor=scale_factor)
-        return dict(zip(self.output_names, outputs)), meta
+    def _batch(self, images: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """The images top-left in one array of the input shape, their sizes (a fixed batch filled up with
+        blanks of the first image's size, which leave the batch's padded extent as it is)."""
+        count = max(len(images), self.file_batch_size or 0)
+        height, width = self.input_shape or [max(image.shape[i] for image in images) for i in (0, 1)]
+        batch = np.zeros((count, height, width, 3), dtype=np.uint8)
+        sizes = np.tile(np.array(images[0].shape[:2], dtype=np.int64), (count, 1))
+        for i, image in enumerate(images):
+            batch[i, :image.shape[0], :image.shape[1]] = image
+            sizes[i] = image.shape[:2]
+        return batch, sizes
+
+    def run(self, rgb_images: Sequence[np.ndarray]) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:
+        """One call of the graph on up to ``batch_size`` images: its raw outputs by name and each image's meta."""
+        if not 0 < len(rgb_images) <= self.batch_size:
+            raise DeployError(f'{self.path}: give 1 to {self.batch_size} images per call, got {len(rgb_images)}')
+        resized, metas = [], []
+        for image in rgb_images:
+            image = self._check_image(image)
+            small, scale_factor = resize_image(image, self.preprocess.get('resize'))
+            self._check_fits(small.shape[:2])
+            resized.append(small)
+            metas.append(dict(ori_shape=tuple(image.shape[:2]), img_shape=tuple(small.shape[:2]),
+                              scale_factor=scale_factor))
+        batch, sizes = self._batch(resized)
+        outputs = self.runtime.run(None, {'image': batch, 'image_size': sizes})
+        return dict(zip(self.output_names, outputs)), metas
+
+    def _calls(self, rgb_images: Sequence[np.ndarray]) -> List[Sequence[np.ndarray]]:
+        """The images of each graph call: ``batch_size`` at a time; for a segmentor, of one size only, because
+        mmseg's test mode runs a batch unpadded and refuses mixed sizes (padding would change the logits)."""
+        runs: List[List[np.ndarray]] = []
+        for image in rgb_images:
+            joins = runs and len(runs[-1]) < self.batch_size and (
+                self.task == 'det' or getattr(runs[-1][-1], 'shape', None) == getattr(image, 'shape', None))
+            if joins:
+                runs[-1].append(image)
+            else:
+                runs.append([image])
+        return runs
+
+    def predict(self, rgb_images: Sequence[np.ndarray]) -> list:
+        """Predicts H x W x 3 uint8 RGB images, ``batch_size`` per call: ``DetDataSample``s or ``SegDataSample``s."""
+        samples = []
+        convert = self._detections if self.task == 'det' else self._segmentation
+        for images in self._calls(rgb_images):
+            outputs, metas = self.run(images)
+            samples += [convert(outputs, meta, i) for i, meta in enumerate(metas)]
+        return samples
 
     def __call__(self, rgb_image: np.ndarray):
         """Predicts one H x W x 3 uint8 RGB image: a ``DetDataSample`` or a ``SegDataSample``."""
-        outputs, meta = self.run(rgb_image)
-        return self._detections(outputs, meta) if self.task == 'det' else self._segmentation(outputs, meta)
+        return self.predict([rgb_image])[0]
 
-    def _detections(self, outputs: Dict[str, np.ndarray], meta: Dict[str, Any]):
+    def _detections(self, outputs: Dict[str, np.ndarray], meta: Dict[str, Any], image: int):
         from mmdet.structures import DetDataSample
         from mmengine.structures import InstanceData
-        boxes = torch.from_numpy(outputs['boxes']).float()
+        mine = outputs['image_index'] == image
+        boxes = torch.from_numpy(outputs['boxes'][mine]).float()
         # mmdet rescales in place: bboxes /= scale_factor (w, h, w, h)
         boxes = boxes / boxes.new_tensor(meta['scale_factor']).repeat((1, 2))
-        instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores']).float(),
-                                 labels=torch.from_numpy(outputs['labels']).long())
+        instances = InstanceData(bboxes=boxes, scores=torch.from_numpy(outputs['scores'][mine]).float(),
+                                 labels=torch.from_numpy(outputs['labels'][mine]).long())
         if 'mask_probs' in outputs:
             height, width = meta['ori_shape']
-            instances.masks = paste_masks(torch.from_numpy(outputs['mask_probs']), boxes, height, width,
+            instances.masks = paste_masks(torch.from_numpy(outputs['mask_probs'][mine]), boxes, height, width,
                                           self.postprocess.get('mask_thr_binary', 0.5))
         sample = DetDataSample(metainfo=meta)
         sample.pred_instances = instances
         return sample
 
-    def _segmentation(self, outputs: Dict[str, np.ndarray], meta: Dict[str, Any]):
+    def _segmentation(self, outputs: Dict[str, np.ndarray], meta: Dict[str, Any], image: int):
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
-        logits = torch.from_numpy(outputs['seg_logits'])
+        height, width = meta['img_shape']
+        logits = torch.from_numpy(outputs['seg_logits'][image:image + 1, :, :height, :width])
         if meta['img_shape'] != meta['ori_shape']:
             logits = F.interpolate(logits, size=meta['ori_shape'], mode='bilinear',
                                    align_corners=self.postprocess.get('align_corners', False))
             label = _label_map(logits, self.postprocess.get('threshold'))
         else:
-            label = torch.from_numpy(outputs['seg_label']).long()
+            label = torch.from_numpy(outputs['seg_label'][image:image + 1, :height, :width]).long()
         sample = SegDataSample(metainfo=meta)
         sample.seg_logits = PixelData(data=logits[0])
         sample.pred_sem_seg = PixelData(data=label)
         return sample
-
-
-def _label_map(logits: torch.Tensor, threshold: Optional[float]) -> torch.Tensor:
-    """1 x H x W labels from 1 x C x H x W logits: argmax, or ``sigmoid > threshold`` for one channel (mmseg)."""
-    if logits.shape[1] == 1:
-        return (logits.sigmoid() > threshold).long()[0]
-    return logits.argmax(dim=1)

@@ -20,8 +20,9 @@ from convnext_dense.arch import NUM_STAGES, STEM_STRIDE, resolve_arch
 from convnext_dense.checkpoint import load_pretrained, rename_foreign_keys_hook
 from convnext_dense.errors import ConfigError, InputShapeError
 from convnext_dense.models.mmpretrain_args import check_mmpretrain_args
-from convnext_dense.ops import cpu_kernels_default, fused_mlp
+from convnext_dense.ops import CpuKernels, Requested, fused_mlp, resolve_cpu_kernels
 from convnext_dense.ops.dwconv import DepthwiseConv2d
+from convnext_dense.ops.gelu import GELU
 from convnext_dense.registry import MODELS
 
 
@@ -96,9 +97,10 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """ConvNeXt block: 7x7 depthwise conv, LayerNorm, 4x MLP (with GRN in V2), layer scale, residual.
 
-    ``forward`` is the paper's computation. CPU fast paths (``convnext_dense/ops``) compute the same where
-    they apply: the depthwise conv's C++ weight gradient inside ``dwconv``, and the fused MLP tail, which
-    steps aside while a forward hook is registered on a module it fuses.
+    ``forward`` is the paper's computation. The CPU kernels of ``convnext_dense/ops`` chosen for the block
+    (``cpu_kernels``, decided when it is built or by ``set_cpu_kernels``) compute the same: inside ``dwconv``
+    and ``act`` (their own forwards), and across modules the inference MLP tail and the layer-scale fold, which
+    step aside while a forward hook is registered on a module they compute without calling.
 
     Args:
         channels: Input and output channels.
@@ -106,35 +108,54 @@ class Block(nn.Module):
         layer_scale_init_value: Initial value of the per-channel ``gamma``; 0 or less disables it.
         use_grn: Insert Global Response Normalization after the activation (ConvNeXt V2).
         mlp_ratio: Hidden width of the MLP relative to ``channels``.
-        cpu_kernels: Use the CPU kernels of ``convnext_dense/ops`` where they apply (see there).
+        cpu_kernels: Which CPU kernels to use, as ``ConvNeXt(cpu_kernels=...)`` (None: the machine's choice).
     """
 
     def __init__(self, channels: int, drop_path: float = 0.0, layer_scale_init_value: float = 1e-6,
-                 use_grn: bool = False, mlp_ratio: float = 4.0, cpu_kernels: bool = True) -> None:
+                 use_grn: bool = False, mlp_ratio: float = 4.0, cpu_kernels: Requested = None) -> None:
         super().__init__()
-        self.cpu_kernels = cpu_kernels
         hidden = int(mlp_ratio * channels)
-        self.dwconv = DepthwiseConv2d(channels, kernel_size=7, cpu_kernels=cpu_kernels)
+        self.dwconv = DepthwiseConv2d(channels, kernel_size=7)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
         self.pwconv1 = nn.Linear(channels, hidden)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.grn = GlobalResponseNorm(hidden) if use_grn else None
         self.pwconv2 = nn.Linear(hidden, channels)
         self.gamma = (nn.Parameter(torch.full((channels,), float(layer_scale_init_value)))
                       if layer_scale_init_value > 0 else None)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        kernels = resolve_cpu_kernels(cpu_kernels)
+        for module in (self, self.dwconv, self.act):
+            module.use_cpu_kernels(kernels)
+
+    def use_cpu_kernels(self, kernels: CpuKernels) -> None:
+        """Takes this block's part of ``kernels``: the MLP tail's form and the layer-scale fold."""
+        mlp = kernels.mlp
+        if mlp == 'tiled' and self.grn is not None:
+            mlp = None  # GRN normalizes over the whole hidden map: no tile holds it
+        self.mlp_kernel = mlp
+        self.fold_layer_scale = kernels.fold_layer_scale
+
+    def cpu_kernel_names(self) -> Tuple[str, ...]:
+        return ((f'mlp_{self.mlp_kernel}',) if self.mlp_kernel else ()) + (
+            ('fold_layer_scale',) if self.fold_layer_scale and self.gamma is not None else ())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.norm(self.dwconv(x).permute(0, 2, 3, 1))  # the MLP runs channels-last
-        if fused_mlp.applies(self, x, shortcut):
+        if self.mlp_kernel and fused_mlp.applies(self, x):
             return fused_mlp.forward(self, x, shortcut)
         x = self.act(self.pwconv1(x))
         if self.grn is not None:
             x = self.grn(x)
-        x = self.pwconv2(x)
-        if self.gamma is not None:
-            x = x * self.gamma
+        if fused_mlp.folds_layer_scale(self, x):
+            x = F.linear(x, *fused_mlp.scaled_pwconv2(self))  # gamma * pwconv2(x), one pass fewer
+        else:
+            x = self.pwconv2(x)
+            if self.gamma is not None:
+                x = x * self.gamma
+        # Out of place: x is a view (a permute of the linear's output), and an in-place add on a view makes
+        # autograd record CopySlices + AsStridedBackward0 (~24 ms of copies in a 0.9 s ConvNeXt-T CPU step).
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
@@ -169,13 +190,13 @@ class ConvNeXt(BaseModule):
             arguments, accepted with the values that describe this backbone (4, ``dict(type='LN2d',
             eps=1e-6)``, ``dict(type='GELU')``, True, False) so that an mmdet or mmseg config switches by its
             ``type`` alone; other values raise ``ConfigError`` (see ``mmpretrain_args.py``).
-        cpu_kernels: Use the CPU kernels of ``convnext_dense/ops``: the depthwise convs' weight gradient in C++
-            for float32 CPU training (3-70x faster than oneDNN's, which took a quarter of a ConvNeXt-T training
-            step; compiled on first use, with a warning and oneDNN's path where no C++ compiler is found) and
-            oneDNN's fused MLP for float32 CPU inference. Same results to float rounding; no effect on GPUs or
-            compiled blocks. ``None`` reads ``CONVNEXT_DENSE_CPU_KERNELS`` (``0`` turns them off; default
-            on); ``convnext_dense.ops.set_cpu_kernels(model, enabled)`` switches a built model.
-        fast_dwconv_grad: Older name of the switch: ``False`` turns the CPU kernels off.
+        cpu_kernels: The CPU kernels of ``convnext_dense/ops`` (C++ depthwise-conv weight gradient and GELU,
+            the inference MLP tail as one op, the layer-scale fold; compiled on first use, with a warning and
+            PyTorch's ops where no C++ compiler is found). ``None`` reads ``CONVNEXT_DENSE_CPU_KERNELS`` and
+            without it takes what pays off on this machine's CPU (``ops.machine_kernels()``); ``True`` turns
+            every kernel on, ``False`` every kernel off, a tuple of ``ops.KERNEL_NAMES`` picks. Same results
+            to float rounding; no effect on GPUs or compiled blocks. ``convnext_dense.ops.set_cpu_kernels(model,
+            ...)`` switches a built model.
         init_cfg: mmengine init config; ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads any checkpoint
             layout of ``convnext_dense.checkpoint`` (facebook, timm, mmpretrain, FCMAE, ours); optional
             ``prefix`` (keys under it, stripped) and ``ema=True`` (prefer EMA weights when both are saved).
@@ -196,13 +217,12 @@ class ConvNeXt(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  compile_blocks: bool = False,
-                 fast_dwconv_grad: bool = True,
                  stem_patch_size: int = STEM_STRIDE,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
                  linear_pw_conv: bool = True,
                  gap_before_final_norm: bool = False,
-                 cpu_kernels: Optional[bool] = None,
+                 cpu_kernels: Requested = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_mmpretrain_args(stem_patch_size=stem_patch_size, norm_cfg=norm_cfg, act_cfg=act_cfg,
@@ -217,7 +237,7 @@ class ConvNeXt(BaseModule):
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
         self.use_grn = use_grn
-        cpu_kernels = cpu_kernels_default(cpu_kernels) and fast_dwconv_grad
+        cpu_kernels = resolve_cpu_kernels(cpu_kernels)
 
         self.downsample_layers = nn.ModuleList()
         self.downsample_layers.append(nn.Sequential(

@@ -6,52 +6,15 @@ slower than the forward conv it belongs to (20.5 ms vs 2.1 ms at 2x96x56x56, 28.
 The input gradient is fast and stays with PyTorch. The C++ kernel (``csrc/dwconv_weight_grad.cpp``) computes
 the weight gradient with a loop over channels-last pixels (vectorised over the channels, one accumulator row
 per tap), 3-70x faster than oneDNN's, and the bias gradient is a plain sum.
-
-The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (40-60 s on 2 cores; then cached
-by PyTorch under ``~/.cache/torch_extensions`` or ``TORCH_EXTENSIONS_DIR``), in a folder of its own per torch
-installation and package location: PyTorch rebuilds a cached extension whenever its include paths or source
-path change, so two environments on one machine sharing a folder would rebuild each other's. Without a working
-compiler the build fails once, a warning says why, and ``nn.Conv2d``'s own path is used: same results,
-oneDNN's speed.
 """
-import functools
-import hashlib
-import warnings
-from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from convnext_dense.errors import ConfigError
-from convnext_dense.ops import ENV_VAR
-
-CPP_SOURCE = Path(__file__).with_name('csrc') / 'dwconv_weight_grad.cpp'
-
-
-# -march=native: built on the machine that runs it. A home directory shared by machines with different CPUs
-# needs TORCH_EXTENSIONS_DIR set per machine, or the cached build may use missing instructions.
-CFLAGS = ('-O3', '-march=native', '-fopenmp-simd')
-
-
-def extension_name() -> str:
-    """The extension's name, which names its cache folder: one per torch installation, source path and flags."""
-    key = '\n'.join([torch.__file__, torch.__version__, str(CPP_SOURCE), *CFLAGS])
-    return f'convnext_dense_dwconv_weight_grad_{hashlib.sha256(key.encode()).hexdigest()[:12]}'
-
-
-@functools.lru_cache(maxsize=None)
-def _extension():
-    """The compiled C++ module, or None (with one warning naming the reason) where it cannot be built."""
-    try:
-        from torch.utils.cpp_extension import load
-        return load(extension_name(), sources=[str(CPP_SOURCE)], extra_cflags=list(CFLAGS))
-    except Exception as err:  # no compiler, no headers, read-only cache: the slow path still works
-        warnings.warn(f'convnext_dense: could not build the CPU depthwise-conv gradient kernel ({err}); '
-                      f'training on the CPU uses oneDNN\'s slower weight gradient. Install a C++ compiler '
-                      f'(g++), or set {ENV_VAR}=0 or pass cpu_kernels=False to ConvNeXt to silence this.')
-        return None
+from convnext_dense.ops import CpuKernels, extension
 
 
 class _DepthwiseConv2dFunction(torch.autograd.Function):
@@ -74,7 +37,7 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             # channels_last tensors permute to contiguous NHWC views: no copies
-            taps = _extension().depthwise_weight_grad(x.permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1), size)
+            taps = extension.load().depthwise_weight_grad(x.permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1), size)
             grad_weight = taps.t().reshape(weight.shape)
         if ctx.needs_input_grad[2]:  # False where bias is None
             grad_bias = grad_out.sum(dim=(0, 2, 3))
@@ -91,14 +54,21 @@ class DepthwiseConv2d(nn.Conv2d):
         channels: Input and output channels (one filter per channel).
         kernel_size: Odd kernel size.
         bias: Whether to add a bias.
-        cpu_kernels: Use the C++ weight gradient where it applies (see :meth:`uses_kernel`).
+        weight_grad_kernel: Use the C++ weight gradient where it applies (see :meth:`uses_kernel`).
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, bias: bool = True, cpu_kernels: bool = True) -> None:
+    def __init__(self, channels: int, kernel_size: int = 7, bias: bool = True,
+                 weight_grad_kernel: bool = False) -> None:
         if kernel_size % 2 != 1:
             raise ConfigError(f'DepthwiseConv2d: kernel_size must be odd, got {kernel_size}.')
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=bias)
-        self.cpu_kernels = cpu_kernels
+        self.weight_grad_kernel = weight_grad_kernel
+
+    def use_cpu_kernels(self, kernels: CpuKernels) -> None:
+        self.weight_grad_kernel = kernels.dwconv_weight_grad
+
+    def cpu_kernel_names(self) -> Tuple[str, ...]:
+        return ('dwconv_weight_grad',) if self.weight_grad_kernel else ()
 
     def uses_kernel(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward` takes the C++ weight gradient for ``x``: float32 CPU training, not traced.
@@ -106,11 +76,11 @@ class DepthwiseConv2d(nn.Conv2d):
         Args:
             x: Input of the convolution.
         """
-        return (self.cpu_kernels and x.device.type == 'cpu' and x.dtype == torch.float32
+        return (self.weight_grad_kernel and x.device.type == 'cpu' and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and torch.is_grad_enabled() and self.weight.requires_grad
                 and not torch.compiler.is_compiling()
                 and not torch.jit.is_tracing()  # FLOP counters and ONNX export see the convolution itself
-                and _extension() is not None)
+                and extension.load() is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uses_kernel(x):

@@ -27,7 +27,7 @@ BOX_TOL, SCORE_TOL, MASK_IOU, MAP_TOL = 0.5, 1e-3, 0.98, 0.005
 
 # Training here is only the way to a checkpoint: the backbone's C++ weight-gradient kernel (built on first use)
 # is left out.
-PLAIN_DWCONV = "\nmodel['backbone']['fast_dwconv_grad'] = False\n"
+PLAIN_DWCONV = "\nmodel['backbone']['cpu_kernels'] = False\n"
 # Appended to the tiny Mask R-CNN config (whose ``model`` it edits): two cascade stages (the paper's three
 # cost time, not coverage), a class-specific box head with BN convs as the paper's, then a class-agnostic one.
 CASCADE = '''
@@ -87,8 +87,9 @@ def pytorch_predictions(config: Path, checkpoint: Path) -> Tuple[list, dict, str
     from mmdet.registry import DATASETS
     from mmengine.dataset import pseudo_collate
 
-    from convnext_dense.deploy.export import load_model
-    model, cfg, _ = load_model(config, checkpoint)
+    from convnext_dense.apis import init_model
+    model = init_model(str(config), str(checkpoint), device='cpu')  # what export builds the graph from
+    cfg = model.cfg
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     with torch.no_grad():
         samples = [model.test_step(pseudo_collate([dataset[i]]))[0] for i in range(len(dataset))]

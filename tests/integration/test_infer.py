@@ -51,7 +51,10 @@ def assets(tmp_path_factory):
         rgb = getattr(skimage_data, name)()
         small = cv2.resize(rgb, (128, round(128 * rgb.shape[0] / rgb.shape[1])), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(photos / f'{name}.jpg'), small[..., ::-1])
-    return dict(root=root, images=images, video=video, photos=photos,
+    portrait = root / 'portrait'  # beside the photos: a third aspect ratio (128 x 85 turned upright)
+    portrait.mkdir()
+    cv2.imwrite(str(portrait / 'coffee_upright.jpg'), cv2.imread(str(photos / 'coffee.jpg')).transpose(1, 0, 2))
+    return dict(root=root, images=images, video=video, photos=photos, portrait=portrait / 'coffee_upright.jpg',
                 det=save_random_checkpoint(DET_CONFIG, root / 'det.pth'),
                 seg=save_random_checkpoint(SEG_CONFIG, root / 'seg.pth'))
 
@@ -245,17 +248,26 @@ def test_usage_errors_are_one_line(case, assets, tmp_path, capsys):
 
 @pytest.mark.parametrize('task', ['seg', 'det'])
 def test_onnx_model_writes_what_the_pytorch_path_writes(task, assets, tmp_path, capsys):
+    """A file of the default static shape and two images per call takes square, landscape and portrait images
+    (each resized by the test pipeline and padded into the static input), as the PyTorch path batches them."""
     pytest.importorskip('onnxruntime')
+    import onnx
     from convnext_dense.cli import export
     config = SEG_CONFIG if task == 'seg' else DET_CONFIG
     onnx_file = tmp_path / f'{task}.onnx'
-    assert export.main([config, str(assets[task]), '--out', str(onnx_file), '--dynamic-shape']) == 0
-    images = [*assets['images'], assets['photos'] / 'astronaut.jpg']
+    assert export.main([config, str(assets[task]), '--out', str(onnx_file), '--batch', '2']) == 0
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(onnx_file)).metadata_props}
+    assert props['input_shape'] is not None and props['batch_size'] == 2
+    images = [*assets['images'], assets['photos'] / 'astronaut.jpg', assets['photos'] / 'coffee.jpg',
+              assets['portrait']]
+    assert {np.sign(cv2.imread(str(image)).shape[0] - cv2.imread(str(image)).shape[1]) for image in images} == {
+        -1, 0, 1}
     threshold = ['--score-thr', '0.05'] if task == 'det' else []  # random weights score low
     outs = {}
     for runtime, model in (('torch', [config, assets[task]]), ('onnx', [onnx_file])):
         outs[runtime] = tmp_path / runtime
-        status, _, _ = run_infer([*model, *images, '--out-dir', outs[runtime], *threshold], capsys)
+        status, _, _ = run_infer([*model, *images, '--out-dir', outs[runtime], '--batch-size', '2', *threshold],
+                                 capsys)
         assert status == 0
     detections = 0
     for image in images:

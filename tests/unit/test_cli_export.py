@@ -8,6 +8,7 @@ pytest.importorskip('onnxruntime')
 onnx = pytest.importorskip('onnx')
 
 from convnext_dense.cli.export import main  # noqa: E402
+from convnext_dense.errors import ConfigError, ConvNeXtDenseError, DeployError  # noqa: E402
 from test_deploy_export import SEG_CLASSES, SEG_MODEL, build_segmentor  # noqa: E402
 
 CONFIG = '''
@@ -42,7 +43,8 @@ def test_export_model_and_backbone(trained, tmp_path, capsys):
     assert f'wrote {out}' in capsys.readouterr().out
     props = metadata(out)
     assert props['task'] == 'seg' and props['classes'] == list(SEG_CLASSES)
-    assert props['input_shape'] == [64, 96]  # the test Resize scale (w, h) = (96, 64) is the default shape
+    # the test Resize scale (w, h) = (96, 64) keeps the ratio: the default shape takes both orientations
+    assert props['input_shape'] == [96, 96] and props['batch_size'] == 1
     assert props['preprocess']['resize'] == dict(scale=[96, 64], keep_ratio=True)
 
     backbone = tmp_path / 'backbone.onnx'
@@ -55,22 +57,36 @@ def test_export_model_and_backbone(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--opset', '11'], 'error: --opset 11: RoiAlign with half_pixel coordinates'),
-    (['--shape', '16', '64'], 'error: --shape 16 64: give the example input as H W, each at least 32'),
+    (['--opset', '11'], '--opset 11: RoiAlign with half_pixel coordinates'),
+    (['--shape', '16', '64'], '--shape 16 64: give the input size as H W, each at least 32'),
+    (['--batch', '0'], '--batch 0: give the number of images per call, at least 1'),
 ])
-def test_bad_options_give_one_line(trained, tmp_path, capsys, args, message):
+def test_bad_options_raise_one_line(trained, tmp_path, args, message):
+    """The command raises a DeployError (the command line prints it as one line, exit status by type)."""
     config, checkpoint = trained
-    assert main([str(config), str(checkpoint), '--out', str(tmp_path / 'x.onnx'), *args]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(message) and '\n' not in err
+    with pytest.raises(DeployError) as caught:
+        main([str(config), str(checkpoint), '--out', str(tmp_path / 'x.onnx'), *args])
+    assert str(caught.value).startswith(message) and '\n' not in str(caught.value)
     assert not (tmp_path / 'x.onnx').exists()
 
 
-def test_missing_checkpoint_and_foreign_scope(trained, tmp_path, capsys):
+def test_missing_checkpoint_and_foreign_scope(trained, tmp_path):
     config, _ = trained
-    assert main([str(config), str(tmp_path / 'none.pth'), '--out', str(tmp_path / 'x.onnx')]) == 1
-    assert 'none.pth: no such checkpoint file' in capsys.readouterr().err
+    with pytest.raises(ConvNeXtDenseError, match='none.pth'):
+        main([str(config), str(tmp_path / 'none.pth'), '--out', str(tmp_path / 'x.onnx')])
     other = tmp_path / 'cls.py'
     other.write_text("default_scope = 'mmpretrain'\nmodel = dict(type='ImageClassifier')\n")
-    assert main([str(other), str(trained[1]), '--out', str(tmp_path / 'x.onnx')]) == 1
-    assert "default_scope is 'mmpretrain'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="default_scope is 'mmpretrain'"):
+        main([str(other), str(trained[1]), '--out', str(tmp_path / 'x.onnx')])
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_usage_errors_exit_2_in_one_line_through_the_command_line(trained, tmp_path, capsys):
+    """Like every other command: the boundary of ``convnext-dense`` maps the raised error to its status."""
+    from convnext_dense.cli.main import main as cli_main
+    config, checkpoint = trained
+    status = cli_main(['export', str(config), str(checkpoint), '--out', str(tmp_path / 'x.onnx'), '--opset', '11'])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.startswith('error: --opset 11: RoiAlign with half_pixel coordinates') and '\n' not in err
+    assert 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()

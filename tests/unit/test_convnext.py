@@ -321,7 +321,10 @@ def test_fast_paths_give_the_reference_blocks_outputs_and_gradients():
         for out, ref in zip(outs, ref_outs):
             torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
         for name, grad in ref_grads.items():
-            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+            # Float rounding grows with the sums behind a gradient: the stem and downsampling convs' weight
+            # gradients reach ~1e2 here, and the C++ GELU's derivative differs from PyTorch's in the 7th digit.
+            atol = 1e-5 + 1e-6 * grad.abs().max().item()
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=atol, msg=name)
         with torch.no_grad():
             for out, ref in zip(fast.eval()(x), reference.eval()(x)):
                 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

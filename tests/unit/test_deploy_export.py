@@ -1,7 +1,7 @@
-"""ONNX export (convnext_dense/deploy/export.py): ONNX Runtime's outputs against PyTorch's, fp32 on the CPU.
+"""ONNX export (convnext_dense/deploy/): ONNX Runtime's outputs against PyTorch's, fp32 on the CPU.
 
-A 1-block-per-stage ConvNeXt and a slim UperNet keep each export to a second or two. Both are exported with
-dynamic shapes and run at two sizes (one not a multiple of 32).
+A 1-block-per-stage ConvNeXt, a slim UperNet and a slim Mask R-CNN keep each export to a few seconds. Shapes
+are small and one is not a multiple of 32.
 """
 import json
 
@@ -13,8 +13,8 @@ import torch.nn as nn
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
 
-from convnext_dense.deploy.export import (AdaptiveAvgPool2dExport, export_backbone, export_model,  # noqa: E402
-                                          model_task)
+from convnext_dense.deploy.export import export_backbone, export_model, model_task  # noqa: E402
+from convnext_dense.deploy.preprocess import AdaptiveAvgPool2dExport  # noqa: E402
 from convnext_dense.errors import ConvNeXtDenseError, DeployError  # noqa: E402
 from convnext_dense.models import ConvNeXt  # noqa: E402
 
@@ -38,13 +38,13 @@ SEG_MODEL = dict(
 SIZES = ((64, 96), (72, 100))
 
 
-def build_segmentor() -> nn.Module:
+def build_segmentor(**test_cfg) -> nn.Module:
     """The slim UperNet with random weights and non-trivial BN statistics, in eval mode."""
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
-    model = MODELS.build(ConfigDict(SEG_MODEL))
+    model = MODELS.build(ConfigDict(dict(SEG_MODEL, test_cfg=dict(SEG_MODEL['test_cfg'], **test_cfg))))
     model.init_weights()
     generator = torch.Generator().manual_seed(1)
     for module in model.modules():
@@ -54,8 +54,42 @@ def build_segmentor() -> nn.Module:
     return model.eval()
 
 
+def build_detector(score_thr: float = 0.0) -> nn.Module:
+    """The demo Mask R-CNN on a 1-block-per-stage ConvNeXt, random weights, every detection kept."""
+    from mmengine.config import Config, ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    import convnext_dense
+    from convnext_dense.config import load_config
+    cfg = load_config('demo/mask_rcnn_convnext_shapes')
+    model_cfg = Config(dict(model=cfg.model.to_dict())).model
+    model_cfg.backbone.arch = TINY_ARCH
+    model_cfg.neck.in_channels = list(TINY_ARCH['channels'])
+    model_cfg.test_cfg.rcnn.score_thr = score_thr
+    assert convnext_dense  # registered
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(model_cfg.to_dict()))
+    model.init_weights()
+    return model.eval()
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def batch_of(images, shape=None):
+    """The graphs' inputs: images top-left in one array (of ``shape``, else the largest), their sizes."""
+    height, width = shape or (max(i.shape[0] for i in images), max(i.shape[1] for i in images))
+    batch = np.zeros((len(images), height, width, 3), dtype=np.uint8)
+    for k, image in enumerate(images):
+        batch[k, :image.shape[0], :image.shape[1]] = image
+    return dict(image=batch, image_size=np.array([i.shape[:2] for i in images], dtype=np.int64))
+
+
 def mmseg_logits(model: nn.Module, rgb: np.ndarray) -> torch.Tensor:
-    """The segmentor's own test path (data preprocessor, whole inference, postprocess) on an RGB image."""
+    """The segmentor's own test path (data preprocessor, inference, postprocess) on an RGB image."""
     from mmseg.structures import SegDataSample
     bgr = torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1)
     shape = rgb.shape[:2]
@@ -63,10 +97,6 @@ def mmseg_logits(model: nn.Module, rgb: np.ndarray) -> torch.Tensor:
     with torch.no_grad():
         result = model.test_step(dict(inputs=[bgr], data_samples=[sample]))[0]
     return result.seg_logits.data
-
-
-def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def test_backbone_matches_pytorch_at_two_sizes(tmp_path):
@@ -94,7 +124,7 @@ def test_segmentor_matches_mmseg_at_two_sizes(tmp_path):
     for seed, (height, width) in enumerate(SIZES):
         image = random_image(height, width, seed)
         expected = mmseg_logits(model, image)
-        logits, labels = runtime.run(None, {'image': image})
+        logits, labels = runtime.run(None, batch_of([image]))
         assert logits.shape == (1, len(SEG_CLASSES), height, width)
         assert np.abs(logits[0] - expected.numpy()).max() < 1e-4
         top2 = np.sort(logits[0], axis=0)[-2:]
@@ -102,17 +132,69 @@ def test_segmentor_matches_mmseg_at_two_sizes(tmp_path):
         assert (labels[0] == expected.argmax(0).numpy())[decided].all()
 
 
+def test_static_file_computes_a_smaller_image_as_the_dynamic_one(tmp_path):
+    """A static file takes an image smaller than its shape and keeps only its padded extent: same logits."""
+    model = build_segmentor()
+    static = ort.InferenceSession(str(export_model(model, tmp_path / 'static.onnx', shape=(96, 128))))
+    dynamic = ort.InferenceSession(str(export_model(model, tmp_path / 'dynamic.onnx', shape=(64, 64),
+                                                    dynamic=True)))
+    image = random_image(50, 70, seed=4)
+    got, _ = static.run(None, batch_of([image], shape=(96, 128)))
+    want, _ = dynamic.run(None, batch_of([image]))
+    assert got.shape == want.shape == (1, len(SEG_CLASSES), 50, 70)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(want[0], mmseg_logits(model, image).numpy(), atol=1e-4)
+
+
+def test_sliding_window_needs_a_static_shape_and_matches_mmseg(tmp_path):
+    model = build_segmentor(mode='slide', crop_size=(64, 64), stride=(40, 40))
+    with pytest.raises(DeployError, match="mode='slide'.*static --shape"):
+        export_model(model, tmp_path / 'slide.onnx', shape=(64, 96), dynamic=True)
+    runtime = ort.InferenceSession(str(export_model(model, tmp_path / 'slide.onnx', shape=(64, 96))))
+    image = random_image(64, 96, seed=2)
+    logits, _ = runtime.run(None, batch_of([image]))
+    np.testing.assert_allclose(logits[0], mmseg_logits(model, image).numpy(), atol=1e-4)
+
+
+def test_batched_segmentor_equals_single_calls(tmp_path):
+    model = build_segmentor()
+    runtime = ort.InferenceSession(str(export_model(model, tmp_path / 'seg.onnx', shape=(64, 96), dynamic=True)))
+    images = [random_image(64, 96, seed) for seed in range(3)]
+    batched, labels = runtime.run(None, batch_of(images))
+    assert batched.shape[0] == labels.shape[0] == 3
+    for k, image in enumerate(images):
+        single, _ = runtime.run(None, batch_of([image]))
+        np.testing.assert_allclose(batched[k], single[0], atol=1e-5)
+
+
+def test_batched_detector_equals_single_calls(tmp_path):
+    detector = build_detector()
+    batched = ort.InferenceSession(str(export_model(detector, tmp_path / 'b2.onnx', shape=(64, 96), batch_size=2)))
+    single = ort.InferenceSession(str(export_model(detector, tmp_path / 'b1.onnx', shape=(64, 96))))
+    names = [o.name for o in batched.get_outputs()]
+    assert names == ['boxes', 'scores', 'labels', 'mask_probs', 'image_index']
+    images = [random_image(64, 96, seed) for seed in (5, 6)]
+    outputs = dict(zip(names, batched.run(None, batch_of(images))))
+    for k, image in enumerate(images):
+        alone = dict(zip(names, single.run(None, batch_of([image]))))
+        assert len(alone['boxes']) > 0 and (alone['image_index'] == 0).all()
+        mine = outputs['image_index'] == k
+        for name in ('boxes', 'scores', 'mask_probs'):
+            np.testing.assert_allclose(outputs[name][mine], alone[name], atol=1e-4, err_msg=name)
+        np.testing.assert_array_equal(outputs['labels'][mine], alone['labels'])
+
+
 def test_metadata_holds_task_classes_palette_and_preprocessing(tmp_path):
     import onnx
     model = build_segmentor()
     meta = dict(classes=SEG_CLASSES, palette=[(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)])
     path = export_model(model, tmp_path / 'seg.onnx', shape=(64, 64), dataset_meta=meta,
-                        resize=dict(scale=[96, 64], keep_ratio=True))
+                        resize=dict(scale=[96, 64], keep_ratio=True), batch_size=2)
     props = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
     assert props['task'] == 'seg'
     assert props['classes'] == list(SEG_CLASSES)
     assert props['palette'][1] == [255, 0, 0]
-    assert props['input_shape'] == [64, 64]
+    assert props['input_shape'] == [64, 64] and props['batch_size'] == 2
     assert props['preprocess']['mean'] == pytest.approx(MEAN)
     assert props['preprocess']['to_bgr'] is False  # trained with bgr_to_rgb: fed RGB as it is
     assert props['preprocess']['resize'] == dict(scale=[96, 64], keep_ratio=True)

@@ -21,6 +21,13 @@ def segmentor():
     return build_segmentor()
 
 
+@pytest.fixture(scope='module')
+def static_file(segmentor, tmp_path_factory):
+    """The segmentor exported for images up to 80 x 80 after the test Resize (both orientations), 2 per call."""
+    return export_model(segmentor, tmp_path_factory.mktemp('static') / 'seg.onnx', shape=(80, 80),
+                        dataset_meta=dict(classes=SEG_CLASSES, palette=PALETTE), resize=RESIZE, batch_size=2)
+
+
 def mmseg_sample(model, rgb: np.ndarray, resize=None):
     """mmseg's test path on an RGB image: the pipeline's Resize (mmcv), the data preprocessor, predict."""
     from mmcv.transforms import Resize
@@ -33,28 +40,58 @@ def mmseg_sample(model, rgb: np.ndarray, resize=None):
         return model.test_step(dict(inputs=[torch.from_numpy(resized).permute(2, 0, 1)], data_samples=[sample]))[0]
 
 
+def assert_same_segmentation(got, expected):
+    assert got.img_shape == expected.img_shape
+    assert got.pred_sem_seg.data.shape == expected.pred_sem_seg.data.shape
+    assert got.pred_sem_seg.data.dtype == torch.int64
+    assert (got.seg_logits.data - expected.seg_logits.data).abs().max() < 1e-4
+    top2 = expected.seg_logits.data.topk(2, dim=0).values
+    decided = top2[0] - top2[1] > 1e-3  # pixels where 1e-4 of noise cannot flip the argmax
+    assert (got.pred_sem_seg.data == expected.pred_sem_seg.data)[decided[None]].all()
+
+
 def test_seg_predictor_matches_mmseg_with_the_test_resize(tmp_path, segmentor):
     path = export_model(segmentor, tmp_path / 'seg.onnx', shape=(48, 64), dynamic=True,
                         dataset_meta=dict(classes=SEG_CLASSES, palette=PALETTE), resize=RESIZE)
     predictor = OnnxPredictor(path)
-    assert predictor.task == 'seg'
+    assert predictor.task == 'seg' and predictor.batch_size == 1
     assert predictor.dataset_meta == dict(classes=SEG_CLASSES, palette=PALETTE)
     image = random_image(90, 130, seed=3)  # resized to 48 x 69 by the stored Resize, predicted at 90 x 130
     got, expected = predictor(image), mmseg_sample(segmentor, image, RESIZE)
-    assert got.img_shape == expected.img_shape == (48, 69)
-    assert got.pred_sem_seg.data.shape == (1, 90, 130) and got.pred_sem_seg.data.dtype == torch.int64
-    assert (got.seg_logits.data - expected.seg_logits.data).abs().max() < 1e-4
-    top2 = expected.seg_logits.data.topk(2, dim=0).values
-    decided = top2[0] - top2[1] > 1e-3
-    assert (got.pred_sem_seg.data == expected.pred_sem_seg.data)[decided[None]].all()
+    assert got.img_shape == (48, 69) and got.pred_sem_seg.data.shape == (1, 90, 130)
+    assert_same_segmentation(got, expected)
 
 
-def test_static_file_refuses_another_size_and_says_how_to_fix(tmp_path, segmentor):
+@pytest.mark.parametrize('height, width', [(90, 130), (120, 120), (130, 90)])
+def test_static_file_takes_every_aspect_ratio_the_test_resize_gives(static_file, segmentor, height, width):
+    """Landscape, square and portrait photos fit an 80 x 80 file under Resize(scale=(80, 48), keep_ratio)."""
+    image = random_image(height, width, seed=height)
+    got = OnnxPredictor(static_file).predict([image])[0]
+    assert_same_segmentation(got, mmseg_sample(segmentor, image, RESIZE))
+
+
+def test_a_batch_call_equals_single_calls(static_file):
+    predictor = OnnxPredictor(static_file)
+    assert predictor.batch_size == 2
+    # Three calls: 2 images; 1 and a blank (mmseg runs a test batch unpadded, so sizes are not mixed); 1 again.
+    images = [random_image(90, 130, seed) for seed in range(2)] + [random_image(130, 90, 2), random_image(90, 130, 3)]
+    assert [len(call) for call in predictor._calls(images)] == [2, 1, 1]
+    batched = predictor.predict(images)
+    assert len(batched) == 4
+    for image, sample in zip(images, batched):
+        alone = predictor.predict([image])[0]
+        torch.testing.assert_close(sample.seg_logits.data, alone.seg_logits.data, atol=1e-5, rtol=0)
+    with pytest.raises(DeployError, match=r'takes batches of 2 images .*pass --batch-size 2, or re-export with '
+                                          r'--batch 4'):
+        OnnxPredictor(static_file, batch_size=4)
+
+
+def test_static_file_refuses_a_larger_image_and_says_how_to_fix(tmp_path, segmentor):
     path = export_model(segmentor, tmp_path / 'seg.onnx', shape=(64, 64), dataset_meta=dict(classes=SEG_CLASSES))
     predictor = OnnxPredictor(path)
-    assert predictor(random_image(64, 64)).pred_sem_seg.data.shape == (1, 64, 64)
-    with pytest.raises(DeployError, match=r'static shape for 64x64 images, this one is 64x96; re-export with '
-                                          r'--dynamic-shape \(or --shape 64 96\)'):
+    assert predictor(random_image(64, 48)).pred_sem_seg.data.shape == (1, 64, 48)
+    with pytest.raises(DeployError, match=r'takes images up to 64x64 \(exported with a static shape\), this one is '
+                                          r'64x96; re-export with --shape 64 96 or --dynamic-shape'):
         predictor(random_image(64, 96))
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from convnext_dense.models.convnext import ConvNeXt
-from convnext_dense.ops import dwconv, set_cpu_kernels
+from convnext_dense.ops import dwconv, extension, set_cpu_kernels
 
 
 def _grads(x, conv):
@@ -22,7 +22,7 @@ def _grads(x, conv):
 @pytest.mark.parametrize('shape', [(2, 8, 9, 13), (1, 20, 5, 3), (3, 33, 7, 7)])
 def test_gradients_match_onednn(shape, memory_format):
     torch.manual_seed(0)
-    fast = dwconv.DepthwiseConv2d(shape[1], 7)
+    fast = dwconv.DepthwiseConv2d(shape[1], 7, weight_grad_kernel=True)
     reference = nn.Conv2d(shape[1], shape[1], 7, padding=3, groups=shape[1])
     reference.load_state_dict(fast.state_dict())
     x = torch.randn(shape).contiguous(memory_format=memory_format)
@@ -43,7 +43,8 @@ def test_is_a_conv2d_with_the_same_state_dict_keys():
 
 def test_backbone_gradients_equal_with_and_without_the_kernel():
     torch.manual_seed(0)
-    fast = ConvNeXt(dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 128)), layer_scale_init_value=1.0)
+    fast = ConvNeXt(dict(depths=(1, 1, 2, 1), channels=(16, 32, 64, 128)), layer_scale_init_value=1.0,
+                    cpu_kernels=('dwconv_weight_grad',))
     fast.init_weights()
     slow = set_cpu_kernels(copy.deepcopy(fast), False)
     x = torch.randn(2, 3, 96, 160).contiguous(memory_format=torch.channels_last)
@@ -60,7 +61,7 @@ def test_backbone_gradients_equal_with_and_without_the_kernel():
 
 
 def test_used_only_for_float32_training_on_cpu_untraced():
-    conv = dwconv.DepthwiseConv2d(8, 7)
+    conv = dwconv.DepthwiseConv2d(8, 7, weight_grad_kernel=True)
     x = torch.randn(1, 8, 6, 6)
     assert conv.uses_kernel(x)
     with torch.no_grad():
@@ -69,9 +70,9 @@ def test_used_only_for_float32_training_on_cpu_untraced():
     traced = []
     torch.jit.trace(lambda t: traced.append(conv.uses_kernel(t)) or t, x, check_trace=False)
     assert traced == [False]  # FLOP counters and ONNX export trace: they must see the convolution
-    conv.cpu_kernels = False
+    conv.weight_grad_kernel = False
     assert not conv.uses_kernel(x)
-    conv.cpu_kernels = True
+    conv.weight_grad_kernel = True
     conv.weight.requires_grad_(False)  # frozen stage: nothing to gain
     assert not conv.uses_kernel(x)
 
@@ -83,27 +84,28 @@ def test_falls_back_with_a_warning_when_the_kernel_cannot_be_built(monkeypatch):
         raise RuntimeError('no C++ compiler found')
     monkeypatch.setattr(torch.utils.cpp_extension, 'load', no_compiler)
     with pytest.warns(UserWarning, match='no C\\+\\+ compiler found.*CONVNEXT_DENSE_CPU_KERNELS=0'):
-        assert dwconv._extension.__wrapped__() is None
-    monkeypatch.setattr(dwconv, '_extension', lambda: None)
-    conv = dwconv.DepthwiseConv2d(8, 7)
+        assert extension.load.__wrapped__() is None
+    monkeypatch.setattr(extension, 'load', lambda: None)
+    conv = dwconv.DepthwiseConv2d(8, 7, weight_grad_kernel=True)
     x = torch.randn(1, 8, 6, 6)
     assert not conv.uses_kernel(x)
     out = conv(x)
     assert 'Convolution' in type(out.grad_fn).__name__
 
 
-def test_the_kernel_source_ships_as_a_cpp_file():
-    assert dwconv.CPP_SOURCE.suffix == '.cpp' and 'depthwise_weight_grad' in dwconv.CPP_SOURCE.read_text()
+def test_the_kernel_sources_ship_as_cpp_files():
+    assert all(path.endswith('.cpp') for path in extension.source_paths())
+    assert 'depthwise_weight_grad' in (extension.CSRC / 'dwconv_weight_grad.cpp').read_text()
 
 
 def test_each_environment_builds_into_a_cache_folder_of_its_own(monkeypatch, tmp_path):
     """PyTorch rebuilds a cached extension whose include or source paths changed: environments on one machine
     (another venv, another clone) get their own folder instead of rebuilding each other's."""
-    name = dwconv.extension_name()
-    assert name == dwconv.extension_name() and name.isidentifier()
-    assert name.startswith('convnext_dense_dwconv_weight_grad_')
-    monkeypatch.setattr(dwconv, 'CPP_SOURCE', tmp_path / 'other_clone' / dwconv.CPP_SOURCE.name)
-    assert dwconv.extension_name() != name
+    name = extension.extension_name()
+    assert name == extension.extension_name() and name.isidentifier()
+    assert name.startswith('convnext_dense_cpu_kernels_')
+    monkeypatch.setattr(extension, 'CSRC', tmp_path / 'other_clone' / 'csrc')
+    assert extension.extension_name() != name
     monkeypatch.undo()
     monkeypatch.setattr(torch, '__file__', str(tmp_path / 'other_venv' / 'torch' / '__init__.py'))
-    assert dwconv.extension_name() != name
+    assert extension.extension_name() != name

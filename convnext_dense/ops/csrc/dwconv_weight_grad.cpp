@@ -2,20 +2,21 @@
 //
 // grad_weight[kh * k + kw, c] = sum over n, h, w of x[n, h + kh - k/2, w + kw - k/2, c] * grad_out[n, h, w, c].
 // Each thread accumulates its rows into its own k*k x C buffer (summed at the end); the innermost loop runs
-// over contiguous channels and vectorises. Built on first use by convnext_dense/ops/dwconv.py.
-#include <torch/extension.h>
+// over contiguous channels and vectorises.
 #include <ATen/Parallel.h>
 
-torch::Tensor depthwise_weight_grad(torch::Tensor x, torch::Tensor grad_out, int64_t k) {
+#include "kernels.h"
+
+at::Tensor depthwise_weight_grad(const at::Tensor& x, const at::Tensor& grad_out, int64_t k) {
   TORCH_CHECK(x.dim() == 4 && grad_out.sizes() == x.sizes(), "depthwise_weight_grad: NHWC x and grad_out of one shape");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat && grad_out.scalar_type() == torch::kFloat, "depthwise_weight_grad: float32 only");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && grad_out.scalar_type() == at::kFloat, "depthwise_weight_grad: float32 only");
   auto xc = x.contiguous();
   auto gc = grad_out.contiguous();
   const int64_t N = xc.size(0), H = xc.size(1), W = xc.size(2), C = xc.size(3), pad = k / 2;
   const float* xd = xc.data_ptr<float>();
   const float* gd = gc.data_ptr<float>();
   const int64_t slots = at::get_num_threads();
-  auto partial = torch::zeros({slots, k * k, C}, xc.options());
+  auto partial = at::zeros({slots, k * k, C}, xc.options());
   float* pd = partial.data_ptr<float>();
   at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
     float* acc = pd + at::get_thread_num() * k * k * C;
@@ -39,8 +40,4 @@ torch::Tensor depthwise_weight_grad(torch::Tensor x, torch::Tensor grad_out, int
     }
   });
   return partial.sum(0);
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("depthwise_weight_grad", &depthwise_weight_grad, "Depthwise conv weight gradient (NHWC float32)");
 }
