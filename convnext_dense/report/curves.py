@@ -28,6 +28,24 @@ class CurvesSection:
     notes: List[str] = field(default_factory=list)
 
 
+
+def style_axes(ax, title: str, legend: bool) -> None:
+    """The look every curve shares: title, iteration axis from 0 in whole numbers, light grid.
+
+    Args:
+        ax: The matplotlib axes drawn on.
+        title: The chart's title.
+        legend: Whether to show the runs' legend.
+    """
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('iteration', fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(left=0)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+
 def _training_keys(runs: Sequence[WorkDir]) -> List[str]:
     keys = {key for run in runs for key in run.train if key not in OPTIMISATION_KEYS}
     return sorted(keys, key=lambda k: (k != 'loss', 'loss' not in k, k))
@@ -46,14 +64,7 @@ def _plot_keys(runs: Sequence[WorkDir], keys: Sequence[str], source: str, name: 
                 steps, values = zip(*points)
                 ax.plot(steps, values, color=colour, label=run.label, marker='o' if markers else None,
                         markersize=3, linewidth=1.2)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel('iteration', fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(left=0)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if index == 0 and len(runs) > 1:
-            ax.legend(fontsize=7)
+        style_axes(ax, key, legend=index == 0 and len(runs) > 1)
     for index in range(len(keys), rows * min(COLUMNS, len(keys))):
         axes[index // COLUMNS][index % COLUMNS].axis('off')
     grid_margins(fig)
@@ -111,14 +122,7 @@ def _optimisation_figure(runs: Sequence[WorkDir], group: str, notes: List[str]) 
                 ax.plot(*zip(*run.train['data_time']), color=colour, linestyle=':', linewidth=1.0)
         if key == 'lr' and any(v > 0 for run in runs for _, v in run.train.get('lr', [])):
             ax.set_yscale('log')
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel('iteration', fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(left=0)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if len(runs) > 1:
-            ax.legend(fontsize=7)
+        style_axes(ax, title, legend=len(runs) > 1)
     return render(fig, f'{group}_optimisation.png',
                   'The learning rate as logged (lr: the first parameter group\'s, scaled under layer-wise decay; '
                   'base_lr: the optimizer\'s) beside the schedule the config declares; the gradient norm and the '
