@@ -158,9 +158,13 @@ def test_test_name_gives_the_local_files_metrics_with_the_published_ones_beside(
     print_published = test_cli.print_published
     monkeypatch.setattr(test_cli, 'print_published', record)
     status, out, err = run_cli(['test', NAME, '--work-dir', tmp_path / 'by_name', '--out', tmp_path / 'by_name.pkl',
-                                '--show-dir', 'vis', '--weights-mirror', f'{site["server"].base}/files'], capsys)
+                                '--show-dir', 'vis', '--weights-mirror', f'{site["server"].base}/files',
+                                '--cfg-options', 'visualizer.name=zoo_models_test_by_name'], capsys)
     assert status == 0, err
-    assert Visualizer.get_current_instance().dataset_meta['classes'] == FILE_CLASSES  # painted with the file's
+    # By its own name: earlier tests in the same process leave other visualizers, and mmengine's "current"
+    # instance is the last one created, not necessarily this run's.
+    painted = Visualizer.get_instance('zoo_models_test_by_name').dataset_meta['classes']
+    assert painted == FILE_CLASSES  # painted with the file's
     assert len(list((tmp_path / 'by_name').glob('*/vis/*.png'))) == len(site['images'])
     assert f'{NAME}, measured beside published (https://github.com/facebookresearch/ConvNeXt):' in out
     assert 'coco/bbox_mAP ' in out and '(published 50.4, ConvNeXt authors)' in out
