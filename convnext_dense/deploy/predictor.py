@@ -170,6 +170,12 @@ class OnnxPredictor:
 
     def run(self, rgb_images: Sequence[np.ndarray]) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:
         """One call of the graph on up to ``batch_size`` images: its raw outputs by name and each image's meta."""
+        feed, metas = self.inputs(rgb_images)
+        outputs = self.runtime.run(None, feed)
+        return dict(zip(self.output_names, outputs)), metas
+
+    def inputs(self, rgb_images: Sequence[np.ndarray]) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:
+        """The graph's inputs for up to ``batch_size`` images (resized, batched) and each image's meta."""
         if not 0 < len(rgb_images) <= self.batch_size:
             raise DeployError(f'{self.path}: give 1 to {self.batch_size} images per call, got {len(rgb_images)}')
         resized, metas = [], []
@@ -181,8 +187,7 @@ class OnnxPredictor:
             metas.append(dict(ori_shape=tuple(image.shape[:2]), img_shape=tuple(small.shape[:2]),
                               scale_factor=scale_factor))
         batch, sizes = self._batch(resized)
-        outputs = self.runtime.run(None, {'image': batch, 'image_size': sizes})
-        return dict(zip(self.output_names, outputs)), metas
+        return {'image': batch, 'image_size': sizes}, metas
 
     def _calls(self, rgb_images: Sequence[np.ndarray]) -> List[Sequence[np.ndarray]]:
         """The images of each graph call: ``batch_size`` at a time; for a segmentor, of one size only, because
