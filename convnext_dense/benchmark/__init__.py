@@ -8,7 +8,7 @@ prints a table, or one JSON object with ``--json``:
   backbone, each variant in a fresh process.
 - ``kernels`` (:mod:`.kernels`): each CPU kernel of ``convnext_dense/ops`` against PyTorch's ops, per stage.
 - ``layernorm`` (:mod:`.layernorm`): the channels-first LayerNorm options.
-- ``onnx`` (:mod:`.onnx`), where that module is present and importable.
+- ``onnx`` (:mod:`.onnx`) and ``int8`` (:mod:`.int8`), where present and importable (onnxruntime).
 
 On CUDA, ``cudnn.benchmark`` is on for every implementation (convolution algorithms are chosen per shape, as a
 detector's training would), and TF32 stays at PyTorch's defaults (reported in the header).
@@ -33,7 +33,7 @@ import torch
 
 #: Mode modules, in the order of ``--help``; optional ones are skipped where they cannot be imported.
 MODES = ('backbone', 'kernels', 'model', 'layernorm', 'mmcv_ops')
-OPTIONAL_MODES = ('onnx',)
+OPTIONAL_MODES = ('onnx', 'int8')
 
 
 def _mode_modules():
@@ -83,9 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = runners[args.command](args)
-    if args.json:
+    if getattr(args, 'json', False):  # the onnx and int8 modes print their own lines and have no --json
         print(json.dumps(report, indent=1))
-    if args.save_json:
+    if getattr(args, 'save_json', None):
         from convnext_dense.io import atomic_write
         atomic_write(json.dumps(report, indent=1), args.save_json)
     return 0

@@ -162,7 +162,8 @@ _CHILD = ('import importlib.util, sys; spec = importlib.util.spec_from_file_loca
           'sys.exit(module.main(sys.argv[1:]))')
 
 
-def _run_child(spec: Dict[str, Any]) -> Dict[str, float]:
+def run_child(spec: Dict[str, Any]) -> Dict[str, float]:
+    """Runs :func:`child` in a fresh Python process (see ``_CHILD``) and returns its measurement."""
     command = [sys.executable, '-c', _CHILD.format(path=str(Path(__file__).resolve())), '--child', json.dumps(spec)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -170,8 +171,13 @@ def _run_child(spec: Dict[str, Any]) -> Dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_case(case: str, work_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
-    """Exports one case and measures both runtimes on it."""
+def export_case(case: str, work_dir: Path) -> Dict[str, Any]:
+    """Exports one case (static shape, opset 17) into ``work_dir``.
+
+    Returns:
+        Paths of the ``onnx`` file, the module's ``weights`` and its example ``input`` (``.npz``), and the
+        example's ``shape``.
+    """
     import numpy as np
     import torch
 
@@ -186,11 +192,17 @@ def run_case(case: str, work_dir: Path, args: argparse.Namespace) -> Dict[str, A
     else:
         exporter.export_model(module.segmentor if kind == 'seg' else module.detector, onnx_file, (height, width))
     first = next(iter(example.values()))
-    row = dict(case=case, shape=list(first.shape), threads=args.threads, results={})
+    return dict(onnx=str(onnx_file), weights=str(weights), input=str(inputs), shape=list(first.shape))
+
+
+def run_case(case: str, work_dir: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    """Exports one case and measures both runtimes on it."""
+    files = export_case(case, work_dir)
+    row = dict(case=case, shape=files['shape'], threads=args.threads, results={})
     for runtime in ('pytorch_eager', 'onnxruntime'):
         spec = dict(case=case, runtime=runtime, threads=args.threads, warmup=args.warmup, rounds=args.rounds,
-                    onnx=str(onnx_file), weights=str(weights), input=str(inputs))
-        row['results'][runtime] = _run_child(spec)
+                    onnx=files['onnx'], weights=files['weights'], input=files['input'])
+        row['results'][runtime] = run_child(spec)
     row['ort_speedup'] = row['results']['onnxruntime']['img_per_s'] / row['results']['pytorch_eager']['img_per_s']
     return row
 

@@ -10,14 +10,7 @@ so the predictor applies the resize stored in the ONNX file.
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import numpy as np
-
 from convnext_dense.errors import DeployError
-
-
-def _rgb(path: str) -> np.ndarray:
-    import mmcv
-    return np.ascontiguousarray(mmcv.imread(path, flag='color')[..., ::-1])
 
 
 def test_split(config: Union[str, Path], data_root: Optional[str] = None):
@@ -55,13 +48,13 @@ def evaluate_onnx(config: Union[str, Path], onnx_path: Union[str, Path], data_ro
     Returns:
         The evaluator's metrics (e.g. ``mIoU``, ``coco/bbox_mAP``).
     """
-    from convnext_dense.deploy.predictor import OnnxPredictor
+    from convnext_dense.deploy.predictor import OnnxPredictor, read_rgb
     predictor = OnnxPredictor(onnx_path, num_threads=num_threads)
     _, dataset, evaluator = test_split(config, data_root)
     count = len(dataset) if max_images is None else min(len(dataset), int(max_images))
     for index in range(count):
         sample = dataset[index]['data_samples']
-        predicted = predictor(_rgb(sample.img_path))
+        predicted = predictor(read_rgb(sample.img_path))
         # The ground-truth sample carries the dataset's meta (img_id, ori_shape, gt_sem_seg ...); the predictor's
         # carries only the prediction, so the prediction joins the ground truth.
         for key in ('pred_instances', 'pred_sem_seg', 'seg_logits'):

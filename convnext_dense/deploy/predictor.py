@@ -28,6 +28,15 @@ import torch.nn.functional as F
 from convnext_dense.errors import DeployError
 
 
+def read_rgb(path: Union[str, Path]) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB, read as the test pipeline's ``LoadImageFromFile`` reads it."""
+    import mmcv
+    image = mmcv.imread(str(path), flag='color')
+    if image is None:
+        raise DeployError(f'{path} is not a readable image; convert it to PNG or JPEG, or remove it')
+    return np.ascontiguousarray(image[..., ::-1])
+
+
 def resize_image(image: np.ndarray, resize: Optional[Dict[str, Any]]) -> Tuple[np.ndarray, Tuple[float, float]]:
     """Applies the test pipeline's ``Resize`` settings with mmcv's transform.
 

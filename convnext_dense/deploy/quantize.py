@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from convnext_dense.deploy.predictor import read_rgb
 from convnext_dense.errors import DeployError
 
 #: Image file endings read from a calibration folder.
@@ -39,15 +40,6 @@ def calibration_images(calib_dir: Union[str, Path], limit: Optional[int] = None)
         raise DeployError(f'--calib {folder}: no images in it ({", ".join(IMAGE_SUFFIXES)}); put a few dozen '
                           f'photos like the ones the model will see there')
     return files[:limit] if limit else files
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB."""
-    import mmcv
-    image = mmcv.imread(str(path), flag='color')
-    if image is None:
-        raise DeployError(f'--calib: {path} is not a readable image; remove it from the calibration folder')
-    return np.ascontiguousarray(image[..., ::-1])
 
 
 def file_metadata(model: Any, path: Union[str, Path]) -> Dict[str, Any]:
