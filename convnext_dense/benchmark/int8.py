@@ -79,12 +79,12 @@ def export_trained(kind: str, config: str, checkpoint: str, work_dir: Path, data
     """Exports a trained model (default static shape) and stores its first test image's graph input."""
     import numpy as np
 
-    from convnext_dense.deploy.evaluate import test_split
+    from convnext_dense.deploy.evaluate import load_test_split
     from convnext_dense.deploy.from_config import export_from_config
     from convnext_dense.deploy.predictor import OnnxPredictor, read_rgb
     onnx_file, inputs = work_dir / f'trained_{kind}.onnx', work_dir / f'trained_{kind}.npz'
     export_from_config(config, checkpoint, onnx_file)
-    dataset = test_split(config, data_root)[1]
+    dataset = load_test_split(config, data_root)[1]
     feed = OnnxPredictor(onnx_file).inputs([read_rgb(dataset[0]['data_samples'].img_path)])[0]
     np.savez(inputs, **feed)
     return dict(onnx=str(onnx_file), input=str(inputs), shape=list(feed['image'].shape))

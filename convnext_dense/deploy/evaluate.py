@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Union
 from convnext_dense.errors import DeployError
 
 
-def test_split(config: Union[str, Path], data_root: Optional[str] = None):
+def load_test_split(config: Union[str, Path], data_root: Optional[str] = None):
     """The config, its test dataset and its test evaluator (built, with the dataset's meta)."""
     from mmengine.evaluator import Evaluator
     from mmengine.registry import DATASETS, init_default_scope
@@ -50,7 +50,7 @@ def evaluate_onnx(config: Union[str, Path], onnx_path: Union[str, Path], data_ro
     """
     from convnext_dense.deploy.predictor import OnnxPredictor, read_rgb
     predictor = OnnxPredictor(onnx_path, num_threads=num_threads)
-    _, dataset, evaluator = test_split(config, data_root)
+    _, dataset, evaluator = load_test_split(config, data_root)
     count = len(dataset) if max_images is None else min(len(dataset), int(max_images))
     for index in range(count):
         sample = dataset[index]['data_samples']
