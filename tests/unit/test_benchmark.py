@@ -157,3 +157,18 @@ def test_modes_are_modules_and_an_optional_onnx_mode_registers_when_present(monk
         return real_import(name)
     monkeypatch.setattr(benchmark.importlib, 'import_module', missing)
     assert 'onnx' not in benchmark.build_parser()[1]
+
+
+def test_int8_mode_registers_and_its_verdict_applies_the_shipping_rule():
+    int8 = pytest.importorskip('convnext_dense.benchmark.int8')
+    parser, runners = benchmark.build_parser()
+    args = parser.parse_args(['int8', '--cases', '--seg', 'seg.py', 'seg.pth'])
+    assert runners['int8'] is int8.run and args.cases == [] and args.seg == ['seg.py', 'seg.pth']
+
+    def row(case, speedup, lost):
+        return dict(case=case, int8_speedup=speedup, points_lost=dict(mIoU=lost), metrics={})
+    speed_only = dict(case='backbone_224', int8_speedup=2.0)
+    assert int8.verdict([speed_only])['passes'] is None
+    assert int8.verdict([row('seg', 1.35, 0.5), row('det', 1.3, 1.0), speed_only])['passes'] is True
+    assert int8.verdict([row('seg', 1.35, 0.5), row('det', 1.29, 0.0)])['cases'] == dict(seg=True, det=False)
+    assert int8.verdict([row('seg', 2.0, 1.01)])['passes'] is False
