@@ -33,12 +33,12 @@ def calibration_images(calib_dir: Union[str, Path], limit: Optional[int] = None)
     """The image files of ``calib_dir`` in name order (at most ``limit``); a missing or empty folder is refused."""
     folder = Path(calib_dir)
     if not folder.is_dir():
-        raise DeployError(f'--calib {folder}: no such folder; give a folder of calibration images (a few dozen '
-                          f'photos like the ones the model will see)')
+        raise DeployError(f'calibration folder {folder}: no such folder; give a folder of calibration images '
+                          f'(a few dozen photos like the ones the model will see)')
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise DeployError(f'--calib {folder}: no images in it ({", ".join(IMAGE_SUFFIXES)}); put a few dozen '
-                          f'photos like the ones the model will see there')
+        raise DeployError(f'calibration folder {folder}: no images in it ({", ".join(IMAGE_SUFFIXES)}); put a '
+                          f'few dozen photos like the ones the model will see there')
     return files[:limit] if limit else files
 
 
@@ -142,7 +142,7 @@ def quantize_onnx(model_path: Union[str, Path], out: Union[str, Path], calib_dir
 
     from convnext_dense.deploy.export import write_onnx
     if method not in CALIBRATION_METHODS:
-        raise DeployError(f'--calib-method {method}: choose one of {", ".join(CALIBRATION_METHODS)}')
+        raise DeployError(f'calibration method {method!r}: choose one of {", ".join(CALIBRATION_METHODS)}')
     model_path = Path(model_path)
     if not model_path.is_file():
         raise DeployError(f'{model_path}: no such file; write it with convnext-dense export CONFIG CHECKPOINT '
