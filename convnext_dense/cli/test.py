@@ -8,6 +8,7 @@ prints COCO bbox and segm mAP (pycocotools through mmdet's CocoMetric), segmenta
     convnext-dense test CONFIG CKPT --out results.pkl --show-dir vis   # pictures under work_dir/<time>/vis
                                                                         # + results.pkl.meta.json for `report`
     convnext-dense test CONFIG CKPT --tta
+    convnext-dense test CONFIG model.onnx         # an exported file, run by ONNX Runtime, the same evaluator
 """
 import argparse
 import logging
@@ -118,8 +119,29 @@ def add_result_dump(runner, out: str) -> None:
     runner.test_evaluator.metrics.append(AtomicDumpDetResults(out_file_path=out))
 
 
+def test_onnx(args: argparse.Namespace) -> dict:
+    """Evaluates an exported ``.onnx`` file on the config's test split (``deploy.evaluate``) and prints it."""
+    from convnext_dense.deploy.evaluate import evaluate_onnx
+    unused = [option for option, given in (('--out', args.out is not None), ('--show', args.show),
+                                           ('--show-dir', args.show_dir), ('--tta', args.tta),
+                                           ('--launcher', args.launcher != 'none')) if given]
+    if unused:
+        raise CliError(f'{", ".join(unused)}: not available when testing an .onnx file ({args.checkpoint}); test '
+                       f'the PyTorch checkpoint for them')
+    check_local_checkpoint(args.checkpoint, 'CHECKPOINT')
+    cfg = read_config(args)
+    check_data(cfg, ('test',))
+    check_annotations(cfg, ('test',))
+    metrics = evaluate_onnx(cfg, args.checkpoint)
+    print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
+    return metrics
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if str(args.checkpoint or '').endswith('.onnx'):
+        test_onnx(args)
+        return 0
     resolved = resolve_model(args.config, args.checkpoint, args.weights_mirror)
     args.config, args.checkpoint = resolved.config, resolved.checkpoint
     check_local_checkpoint(args.checkpoint, 'CHECKPOINT')

@@ -13,19 +13,25 @@ from typing import Any, Dict, Optional, Union
 from convnext_dense.errors import DeployError
 
 
-def load_test_split(config: Union[str, Path], data_root: Optional[str] = None):
-    """The config, its test dataset and its test evaluator (built, with the dataset's meta)."""
+def load_test_split(config: Union[str, Path, Any], data_root: Optional[str] = None):
+    """The config, its test dataset and its test evaluator (built, with the dataset's meta).
+
+    Args:
+        config: A config path or a shipped config's name, or a loaded mmengine ``Config``.
+        data_root: Where the data lies, when not where the config says.
+    """
+    from mmengine.config import Config
     from mmengine.evaluator import Evaluator
     from mmengine.registry import DATASETS, init_default_scope
 
     import convnext_dense  # noqa: F401  (registers the package's modules)
     from convnext_dense.config import load_config
     from convnext_dense.config_edits import move_data_root
-    cfg = load_config(config)
+    cfg = config if isinstance(config, Config) else load_config(config)
     if data_root:
         move_data_root(cfg, data_root)
     if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
-        raise DeployError(f'{config}: no test_dataloader / test_evaluator; give the config the model was trained '
+        raise DeployError(f'{cfg.filename or config}: no test_dataloader / test_evaluator; give the config the model was trained '
                           f'and tested with')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
@@ -34,12 +40,12 @@ def load_test_split(config: Union[str, Path], data_root: Optional[str] = None):
     return cfg, dataset, evaluator
 
 
-def evaluate_onnx(config: Union[str, Path], onnx_path: Union[str, Path], data_root: Optional[str] = None,
+def evaluate_onnx(config: Union[str, Path, Any], onnx_path: Union[str, Path], data_root: Optional[str] = None,
                   max_images: Optional[int] = None, num_threads: Optional[int] = None) -> Dict[str, Any]:
     """Evaluates an exported model on the test split of ``config`` with the config's ``test_evaluator``.
 
     Args:
-        config: The config the model was trained with (a path or a shipped config's name).
+        config: The config the model was trained with (a path, a shipped config's name or a loaded ``Config``).
         onnx_path: A detector or segmentor file written by ``convnext-dense export`` (float or INT8).
         data_root: Where the data lies, when not where the config says (as ``test --data-root``).
         max_images: Evaluate the first this many images only (None: the whole split).

@@ -6,29 +6,48 @@ pytest.importorskip('onnx')
 
 from convnext_dense.datasets.shapes import make_shapes  # noqa: E402
 from convnext_dense.deploy.evaluate import evaluate_onnx, load_test_split  # noqa: E402
-from convnext_dense.errors import DeployError  # noqa: E402
+from convnext_dense.errors import CliError, DeployError  # noqa: E402
 
 CONFIG = 'demo/upernet_convnext_shapes'
 
 
-def test_segmentor_file_scores_what_the_pytorch_model_scores(tmp_path):
-    from convnext_dense.apis import inference_model, init_model
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """Three 64x64 shapes test images, an atto UperNet with random weights and its export."""
+    from convnext_dense.apis import init_model
     from convnext_dense.deploy.export import export_model
     from convnext_dense.deploy.from_config import pipeline_resize
-    make_shapes(tmp_path / 'shapes', seed=0, num_train=0, num_val=3, image_size=64, max_objects=3)
+    root = tmp_path_factory.mktemp('evaluate')
+    make_shapes(root / 'shapes', seed=0, num_train=0, num_val=3, image_size=64, max_objects=3)
     model = init_model(CONFIG, None, device='cpu', cfg_options={'model.backbone.arch': 'atto'})
-    onnx_file = export_model(model, tmp_path / 'seg.onnx', shape=(64, 64), dataset_meta=model.dataset_meta,
+    onnx_file = export_model(model, root / 'seg.onnx', shape=(64, 64), dataset_meta=model.dataset_meta,
                              resize=pipeline_resize(model.cfg))
-    _, dataset, evaluator = load_test_split(CONFIG, str(tmp_path / 'shapes'))
+    return model, onnx_file, str(root / 'shapes')
+
+
+def test_segmentor_file_scores_what_the_pytorch_model_scores(exported):
+    from convnext_dense.apis import inference_model
+    model, onnx_file, data_root = exported
+    _, dataset, evaluator = load_test_split(CONFIG, data_root)
     for index in range(len(dataset)):
         sample = dataset[index]['data_samples']
         sample.pred_sem_seg = inference_model(model, sample.img_path).pred_sem_seg
         evaluator.process(data_samples=[sample])
     expected = evaluator.evaluate(len(dataset))
-    got = evaluate_onnx(CONFIG, onnx_file, data_root=str(tmp_path / 'shapes'), num_threads=1)
+    got = evaluate_onnx(CONFIG, onnx_file, data_root=data_root, num_threads=1)
     assert set(got) == set(expected) and len(dataset) == 3
     assert got['mIoU'] == pytest.approx(expected['mIoU'], abs=0.02)
     assert got['aAcc'] == pytest.approx(expected['aAcc'], abs=0.02)
+
+
+def test_the_test_command_evaluates_an_onnx_file(exported, capsys):
+    from convnext_dense.cli import test as test_command
+    _, onnx_file, data_root = exported
+    metrics = test_command.test_onnx(test_command.parse_args([CONFIG, str(onnx_file), '--data-root', data_root]))
+    assert f'mIoU: {metrics["mIoU"]}' in capsys.readouterr().out
+    assert metrics == evaluate_onnx(CONFIG, onnx_file, data_root=data_root)
+    with pytest.raises(CliError, match='--tta: not available when testing an .onnx file'):
+        test_command.main([CONFIG, str(onnx_file), '--data-root', data_root, '--tta'])
 
 
 def test_a_config_without_a_test_split_is_named(tmp_path):
