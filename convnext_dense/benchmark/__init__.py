@@ -9,6 +9,7 @@ prints a table, or one JSON object with ``--json``:
 - ``kernels`` (:mod:`.kernels`): each CPU kernel of ``convnext_dense/ops`` against PyTorch's ops, per stage.
 - ``profile`` (:mod:`.profile`): ``torch.profiler`` time of an inference step by stage and block part, ours
   beside timm's.
+- ``gemm`` (:mod:`.gemm`): the block linears' GEMM rate: PyTorch's, MKL's with a packed weight, ONNX Runtime's.
 - ``layernorm`` (:mod:`.layernorm`): the channels-first LayerNorm options.
 - ``onnx`` (:mod:`.onnx`), where that module is present and importable.
 
@@ -35,7 +36,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 #: Mode modules, in the order of ``--help``; optional ones are skipped where they cannot be imported.
-MODES = ('backbone', 'kernels', 'profile', 'model', 'layernorm', 'mmcv_ops')
+MODES = ('backbone', 'kernels', 'profile', 'gemm', 'model', 'layernorm', 'mmcv_ops')
 OPTIONAL_MODES = ('onnx',)
 
 
