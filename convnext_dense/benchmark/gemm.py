@@ -15,13 +15,14 @@ Reported: GFLOP/s of each (median of rounds), and each alternative's speed over 
 import argparse
 import statistics
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from convnext_dense.benchmark.backbones import arch_spec
-from convnext_dense.benchmark.common import Clock, environment, parse_size
+from convnext_dense.benchmark.common import (Clock, add_common_arguments, add_shape_arguments, environment, parse_size,
+                                             time_interleaved)
 
 
 def _ort_linear(weight: torch.Tensor, bias: torch.Tensor, rows: int, threads: int) -> Callable:
@@ -69,20 +70,6 @@ def linear_calls(rows: int, in_features: int, out_features: int, threads: int) -
     return calls, missing
 
 
-def time_calls(calls: Dict[str, Callable], rounds: int, iters: int, clock: Clock) -> Dict[str, List[float]]:
-    """Seconds per call of each, in interleaved rounds after one untimed call each."""
-    for call in calls.values():
-        call()
-    times: Dict[str, List[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = clock()
-            for _ in range(iters):
-                call()
-            times[name].append((clock() - start) / iters)
-    return times
-
-
 def run(args: argparse.Namespace) -> dict:
     """Runs gemm mode; returns the JSON report (and prints one line per linear unless ``--json``)."""
     _, channels = arch_spec(args.arch)
@@ -95,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
         rows = args.batch * max(1, height // stride) * max(1, width // stride)
         for name, (k, n) in (('pwconv1', (width_c, 4 * width_c)), ('pwconv2', (4 * width_c, width_c))):
             calls, missing = linear_calls(rows, k, n, threads)
-            times = time_calls(calls, args.rounds, args.iters, clock)
+            times = time_interleaved(calls, args.rounds, args.iters, clock)
             flop = 2.0 * rows * k * n
             gflops = {impl: flop / statistics.median(t) / 1e9 for impl, t in times.items()}
             row = dict(stage=stage, linear=name, rows=rows, in_features=k, out_features=n, gflops=gflops,
@@ -119,13 +106,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         subparsers: The ``add_subparsers()`` object of the benchmark's parser.
     """
     parser = subparsers.add_parser('gemm', help="the block linears' GEMM rate: PyTorch's, MKL packed, ONNX Runtime's")
-    parser.add_argument('--arch', default='tiny', help="arch name or 'depths:2,2,2,2;channels:8,16,32,64'")
-    parser.add_argument('--size', default='224', help="input size, '224' or WIDTHxHEIGHT")
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--rounds', type=int, default=5, help='interleaved rounds; the median is reported')
-    parser.add_argument('--iters', type=int, default=3, help='timed calls per round')
-    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall')
-    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads and ORT intra-op threads')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    parser.add_argument('--save-json', metavar='PATH', help='also write the JSON report to PATH (atomically)')
+    add_shape_arguments(parser)
+    add_common_arguments(parser, iters=3, warmup=1, rounds=5)
     return parser

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from convnext_dense.benchmark.backbones import arch_spec, build_backbones
-from convnext_dense.benchmark.common import environment, parse_size
+from convnext_dense.benchmark.common import add_shape_arguments, environment, parse_size
 from convnext_dense.ops import cpu_capability, machine_kernels
 
 #: Operator-name fragments -> group, tried in order (first match wins).
@@ -173,9 +173,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         subparsers: The ``add_subparsers()`` object of the benchmark's parser.
     """
     parser = subparsers.add_parser('profile', help='torch.profiler: inference time by stage and block part')
-    parser.add_argument('--arch', default='tiny', help="arch name or 'depths:2,2,2,2;channels:8,16,32,64'")
-    parser.add_argument('--size', default='224', help="input size, '224' or WIDTHxHEIGHT")
-    parser.add_argument('--batch', type=int, default=8)
+    add_shape_arguments(parser)
     parser.add_argument('--impls', nargs='+', default=['ours', 'timm'], choices=('ours', 'timm', 'mmpretrain'))
     parser.add_argument('--warmup', type=int, default=1, help='unrecorded steps first')
     parser.add_argument('--iters', type=int, default=3, help='recorded steps (times are per step)')
