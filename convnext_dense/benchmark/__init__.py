@@ -7,6 +7,9 @@ prints a table, or one JSON object with ``--json``:
 - ``model CONFIG`` (:mod:`.model`): a detector / segmentor config with our, mmpretrain's and a ``with_cp``
   backbone, each variant in a fresh process.
 - ``kernels`` (:mod:`.kernels`): each CPU kernel of ``convnext_dense/ops`` against PyTorch's ops, per stage.
+- ``profile`` (:mod:`.profile`): ``torch.profiler`` time of an inference step by stage and block part, ours
+  beside timm's.
+- ``gemm`` (:mod:`.gemm`): the block linears' GEMM rate: PyTorch's, MKL's with a packed weight, ONNX Runtime's.
 - ``layernorm`` (:mod:`.layernorm`): the channels-first LayerNorm options.
 - ``onnx`` (:mod:`.onnx`) and ``int8`` (:mod:`.int8`), where present and importable (onnxruntime).
 
@@ -22,6 +25,7 @@ asserted by the tests: the benchmark is the instrument.
     python tools/analysis/benchmark.py model configs/det/cascade_convnext_t_3x.py --size 800 1344 --batch 2
     python tools/analysis/benchmark.py kernels --threads 1 --clock cpu
     python tools/analysis/benchmark.py layernorm --threads 1 --clock cpu
+    python tools/analysis/benchmark.py profile --threads 1 --size 224 --batch 8
 """
 import argparse
 import importlib
@@ -32,7 +36,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 #: Mode modules, in the order of ``--help``; optional ones are skipped where they cannot be imported.
-MODES = ('backbone', 'kernels', 'model', 'layernorm', 'mmcv_ops')
+MODES = ('backbone', 'kernels', 'profile', 'gemm', 'model', 'layernorm', 'mmcv_ops')
 OPTIONAL_MODES = ('onnx', 'int8')
 
 

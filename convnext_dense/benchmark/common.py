@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -146,6 +146,35 @@ def run_probe(kind: str, case: dict, timeout: float) -> Tuple[Optional[dict], st
         return json.loads(proc.stdout.strip().splitlines()[-1]), ''
     except (IndexError, ValueError):
         return None, (proc.stderr.strip().splitlines() or ['no output'])[-1][:200]
+
+
+def time_interleaved(calls: Dict[str, Callable[[], Any]], rounds: int, iters: int, clock: Clock
+                     ) -> Dict[str, List[float]]:
+    """Seconds per call of each, in rounds that rotate which runs first, after one untimed call of each.
+
+    Args:
+        calls: The calls to time, by name.
+        rounds: Interleaved rounds.
+        iters: Timed calls per round.
+        clock: The clock to read.
+    """
+    for call in calls.values():  # warm-up: first calls build kernels and allocate
+        call()
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for rnd in range(rounds):
+        for name in rotated(list(calls), rnd):
+            start = clock()
+            for _ in range(iters):
+                calls[name]()
+            times[name].append((clock() - start) / iters)
+    return times
+
+
+def add_shape_arguments(parser) -> None:
+    """The architecture and input options of the modes that time blocks or their parts (``--arch``, ...)."""
+    parser.add_argument('--arch', default='tiny', help="arch name or 'depths:2,2,2,2;channels:8,16,32,64'")
+    parser.add_argument('--size', default='224', help="input size, '224' or WIDTHxHEIGHT")
+    parser.add_argument('--batch', type=int, default=8)
 
 
 def add_common_arguments(parser, iters: int, warmup: int, rounds: int) -> None:

@@ -19,7 +19,8 @@ from typing import Callable, Dict, List
 import torch
 
 from convnext_dense.benchmark.backbones import arch_spec
-from convnext_dense.benchmark.common import Clock, add_common_arguments, environment, paired_ratio, parse_size, rotated
+from convnext_dense.benchmark.common import (Clock, add_common_arguments, add_shape_arguments, environment, paired_ratio,
+                                             parse_size, time_interleaved)
 from convnext_dense.ops import KERNEL_NAMES, NO_KERNELS, CpuKernels, cpu_capability, machine_kernels
 
 #: kernel -> (what is timed, the CpuKernels that turns it on)
@@ -65,16 +66,7 @@ def measure_stage(case: str, channels: int, height: int, width: int, batch: int,
     hidden = torch.randn(batch, height, width, 4 * channels, requires_grad=case == 'gelu_train')
     steps = {'without': _step(case, reference, x.requires_grad_(train), hidden),
              'with': _step(case, fast, x, hidden)}
-    times: Dict[str, List[float]] = {name: [] for name in steps}
-    for step in steps.values():  # warm-up: first calls build the kernels and allocate
-        step()
-    for rnd in range(rounds):
-        for name in rotated(list(steps), rnd):
-            start = clock()
-            for _ in range(iters):
-                steps[name]()
-            times[name].append((clock() - start) / iters)
-    return times
+    return time_interleaved(steps, rounds, iters, clock)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -117,9 +109,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """
     parser = subparsers.add_parser('kernels', help='each CPU kernel against PyTorch\'s ops, block by block')
     add_common_arguments(parser, iters=1, warmup=1, rounds=5)
-    parser.add_argument('--arch', default='tiny', help="arch name or 'depths:2,2,2,2;channels:8,16,32,64'")
-    parser.add_argument('--size', default='224', help="input size, '224' or WIDTHxHEIGHT")
-    parser.add_argument('--batch', type=int, default=8)
+    add_shape_arguments(parser)
     parser.add_argument('--kernels', nargs='+', default=list(CASES), choices=list(CASES),
                         help=f'kernels to time (of {", ".join(KERNEL_NAMES)}; gelu_train: with the backward)')
     return parser
