@@ -7,10 +7,13 @@ inputs` (the stored test ``Resize``, the images top-left in the file's input sha
 a backbone resized to the file's input shape and normalized with the stored mean / std.
 
 Only the network's heavy operators are quantized: each ``Conv``, ``MatMul`` and ``Gemm`` whose weight is a
-constant of the file (the backbone's, the neck's and the heads' layers). Everything else stays float: the
-in-graph normalization and padding, UperNet's pooling matrices (computed from the input's size), box decoding,
-NMS, Top-K and the mask probabilities the predictor pastes. The output keeps the input file's metadata, so the
-predictor and ``infer`` run it as they run the float file, and adds ``quantization`` (how it was made).
+constant of the file (the backbone's, the neck's and the heads' layers). Every other operator computes in float:
+the in-graph normalization and padding, UperNet's pooling matrices (computed from the input's size), box
+decoding, NMS, Top-K and the mask probabilities the predictor pastes. A tensor that a quantized layer reads
+reaches its other readers through the same quantize / dequantize pair (an FPN level on its way to ``RoiAlign``
+and to the next convolution, say): they compute in float on its int8-rounded values. The output keeps the
+input file's metadata, so the predictor and ``infer`` run it as they run the float file, and adds
+``quantization`` (how it was made).
 """
 import json
 import tempfile

@@ -111,3 +111,19 @@ def test_bad_calibration_folders_and_files_are_refused_in_one_line(tmp_path, bac
     with pytest.raises(DeployError, match='not written by convnext-dense export'):
         quantize_onnx(tmp_path / 'foreign.onnx', out, calib_dir)
     assert not out.exists() and not list(tmp_path.glob('.quantize-*'))
+
+
+def test_int8_detector_runs_through_the_predictor_with_float_post_processing(tmp_path, calib_dir):
+    from test_deploy_export import build_detector
+    fp32 = export_model(build_detector(), tmp_path / 'det.onnx', shape=(64, 96),
+                        dataset_meta=dict(classes=('circle', 'square', 'triangle', 'star', 'ring')))
+    int8 = quantize_onnx(fp32, tmp_path / 'det_int8.onnx', calib_dir, max_images=2)
+    graph = onnx.load(str(int8)).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    post = [node for node in graph.node if node.op_type in ('NonMaxSuppression', 'TopK')]
+    assert post and all(produced_by.get(name) != 'DequantizeLinear' for node in post for name in node.input)
+    assert any(node.op_type == 'Conv' and produced_by.get(node.input[1]) == 'DequantizeLinear' for node in graph.node)
+    image = scenes(1, seed=3)[0]
+    expected, got = OnnxPredictor(fp32)(image), OnnxPredictor(int8)(image)
+    assert len(got.pred_instances) > 0 and got.pred_instances.masks.shape[1:] == image.shape[:2]
+    assert len(got.pred_instances) == len(expected.pred_instances)
