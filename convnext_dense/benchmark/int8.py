@@ -49,6 +49,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument('--data-root', help='where the trained models\' test data lies, if not where the configs say')
     parser.add_argument('--calib', help='folder of calibration images (default: synthetic shapes scenes)')
     parser.add_argument('--calib-images', type=int, default=16, help='calibration images per case (default 16)')
+    parser.add_argument('--weights', choices=('int8', 'uint8'), default='int8', help='weight type (default int8)')
+    parser.add_argument('--reduce-range', action=argparse.BooleanOptionalAction, default=True,
+                        help='7-bit weights (default on: no VPMADDUBSW saturation without VNNI)')
+    parser.add_argument('--ops', nargs='+', choices=('Conv', 'MatMul', 'Gemm'), default=['Conv', 'MatMul', 'Gemm'],
+                        help='operators to quantize (default all three)')
     parser.add_argument('--eval-images', type=int,
                         help='evaluate on the first N test images only (default: all; a COCO metric counts the '
                              'other images of its annotation file as missed)')
@@ -100,7 +105,8 @@ def measure(case: str, files: Dict[str, Any], calib: Path, args: argparse.Namesp
     """Quantizes one exported case, times both files and (for a trained model) evaluates both."""
     from convnext_dense.deploy.quantize import quantize_onnx
     int8_file = str(Path(files['onnx']).with_name(Path(files['onnx']).stem + '_int8.onnx'))
-    quantize_onnx(files['onnx'], int8_file, calib, max_images=args.calib_images)
+    quantize_onnx(files['onnx'], int8_file, calib, max_images=args.calib_images, reduce_range=args.reduce_range,
+                  weight_type=args.weights, op_types=args.ops)
     row = dict(case=case, shape=files['shape'], threads=args.threads, results={})
     for precision, path in (('fp32', files['onnx']), ('int8', int8_file)):
         spec = dict(case=case, runtime='onnxruntime', threads=args.threads, warmup=args.warmup, rounds=args.rounds,
@@ -160,7 +166,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             print(format_row(rows[-1]), flush=True)
     report = dict(benchmark='int8', environment=environment(), onnxruntime=onnxruntime.__version__,
                   threads=args.threads, warmup=args.warmup, rounds=args.rounds, calib=args.calib or 'synthetic',
-                  calib_images=args.calib_images, rows=rows, verdict=verdict(rows))
+                  calib_images=args.calib_images, weights=args.weights, reduce_range=args.reduce_range, ops=args.ops,
+                  rows=rows, verdict=verdict(rows))
     print(f'verdict: {report["verdict"]}')
     if args.out:
         from convnext_dense.io import atomic_write

@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.p
 #: Operators quantized when their weight is a constant of the file.
 QUANTIZED_OPS = ('Conv', 'MatMul', 'Gemm')
 CALIBRATION_METHODS = ('minmax', 'entropy', 'percentile')
+WEIGHT_TYPES = ('int8', 'uint8')
 
 
 def calibration_images(calib_dir: Union[str, Path], limit: Optional[int] = None) -> List[Path]:
@@ -109,17 +110,18 @@ class FolderCalibration:
         self._feeds = None
 
 
-def weight_nodes(model: Any) -> List[str]:
-    """Names of the ``Conv`` / ``MatMul`` / ``Gemm`` nodes with a constant weight: the layers to quantize."""
+def weight_nodes(model: Any, op_types: Sequence[str] = QUANTIZED_OPS) -> List[str]:
+    """Names of the nodes of ``op_types`` (``Conv`` / ``MatMul`` / ``Gemm``) with a constant weight."""
     constants = {init.name for init in model.graph.initializer}
     constants |= {output for node in model.graph.node if node.op_type == 'Constant' for output in node.output}
     return [node.name for node in model.graph.node
-            if node.op_type in QUANTIZED_OPS and len(node.input) > 1 and node.input[1] in constants]
+            if node.op_type in op_types and len(node.input) > 1 and node.input[1] in constants]
 
 
 def quantize_onnx(model_path: Union[str, Path], out: Union[str, Path], calib_dir: Union[str, Path],
                   max_images: Optional[int] = 64, method: str = 'minmax', per_channel: bool = True,
-                  reduce_range: bool = True) -> Path:
+                  reduce_range: bool = True, weight_type: str = 'int8',
+                  op_types: Sequence[str] = QUANTIZED_OPS) -> Path:
     """Writes an INT8 (QDQ) copy of an exported file, calibrated on the images of ``calib_dir``.
 
     Activations are uint8 and weights int8 (ONNX Runtime's U8S8, its fastest x86 kernels). On x86 CPUs
@@ -136,6 +138,8 @@ def quantize_onnx(model_path: Union[str, Path], out: Union[str, Path], calib_dir
         method: Calibration of the activation ranges: ``minmax``, ``entropy`` or ``percentile``.
         per_channel: One weight scale per output channel.
         reduce_range: 7-bit weights (see above).
+        weight_type: ``'int8'`` (U8S8, the default) or ``'uint8'`` (U8U8: no saturation, other kernels).
+        op_types: Which of :data:`QUANTIZED_OPS` to quantize (e.g. ``('MatMul',)``: the pointwise layers only).
 
     Returns:
         The written path.
@@ -157,10 +161,13 @@ def quantize_onnx(model_path: Union[str, Path], out: Union[str, Path], calib_dir
                           f'export wrote') from error
     meta = file_metadata(model, model_path)
     files = calibration_images(calib_dir, max_images)
-    nodes = weight_nodes(model)
+    if weight_type not in WEIGHT_TYPES or not op_types or set(op_types) - set(QUANTIZED_OPS):
+        raise DeployError(f'weight type {weight_type!r} / operators {list(op_types)}: choose the weights among '
+                          f'{", ".join(WEIGHT_TYPES)} and the operators among {", ".join(QUANTIZED_OPS)}')
+    nodes = weight_nodes(model, op_types)
     calibration = dict(method=method, images=len(files), folder=Path(calib_dir).name, format='QDQ',
-                       activations='uint8', weights='int8', per_channel=per_channel, reduce_range=reduce_range,
-                       quantized_nodes=len(nodes))
+                       activations='uint8', weights=weight_type, per_channel=per_channel, reduce_range=reduce_range,
+                       quantized_nodes=len(nodes), operators=list(op_types))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # ONNX Runtime writes the file itself; it goes to a scratch folder beside ``out`` and reaches ``out``
@@ -168,9 +175,10 @@ def quantize_onnx(model_path: Union[str, Path], out: Union[str, Path], calib_dir
     with tempfile.TemporaryDirectory(dir=out.parent, prefix='.quantize-') as scratch:
         quantize_static(
             str(model_path), str(Path(scratch) / 'int8.onnx'), FolderCalibration(model_path, meta, files),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8 if weight_type == 'int8' else QuantType.QUInt8,
             per_channel=per_channel, reduce_range=reduce_range, nodes_to_quantize=nodes,
-            op_types_to_quantize=list(QUANTIZED_OPS),
+            op_types_to_quantize=list(op_types),
             calibrate_method={'minmax': CalibrationMethod.MinMax, 'entropy': CalibrationMethod.Entropy,
                               'percentile': CalibrationMethod.Percentile}[method])
         quantized = onnx.load(str(Path(scratch) / 'int8.onnx'))

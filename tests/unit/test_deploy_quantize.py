@@ -127,3 +127,19 @@ def test_int8_detector_runs_through_the_predictor_with_float_post_processing(tmp
     expected, got = OnnxPredictor(fp32)(image), OnnxPredictor(int8)(image)
     assert len(got.pred_instances) > 0 and got.pred_instances.masks.shape[1:] == image.shape[:2]
     assert len(got.pred_instances) == len(expected.pred_instances)
+
+
+def test_matmul_only_leaves_the_convolutions_float_and_bad_settings_are_refused(tmp_path, backbone_files, calib_dir):
+    fp32, _ = backbone_files
+    int8 = quantize_onnx(fp32, tmp_path / 'matmul.onnx', calib_dir, max_images=2, op_types=('MatMul',))
+    graph = onnx.load(str(int8)).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    reads_int8 = {node.op_type for node in graph.node
+                  if node.op_type in ('Conv', 'MatMul') and produced_by.get(node.input[1]) == 'DequantizeLinear'}
+    assert 'MatMul' in reads_int8 and 'Conv' not in reads_int8
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(int8)).metadata_props}
+    assert props['quantization']['operators'] == ['MatMul']
+    for settings in (dict(weight_type='int4'), dict(op_types=('Relu',)), dict(op_types=())):
+        with pytest.raises(DeployError, match='choose the weights among int8, uint8'):
+            quantize_onnx(fp32, tmp_path / 'bad.onnx', calib_dir, **settings)
+    assert not (tmp_path / 'bad.onnx').exists()
