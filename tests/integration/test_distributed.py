@@ -142,17 +142,6 @@ def test_only_rank0_writes_logs_and_checkpoints(runs):
     assert "'backend': 'gloo'" in log  # the CPU path of convnext_dense/cli/runner.py
 
 
-def test_checkpoint_loads_into_a_one_process_test(runs):
-    root, _ = runs
-    checkpoint = root / 'ddp_work' / f'iter_{MAX_ITERS}.pth'
-    state_dict = safe_torch_load(str(checkpoint))['state_dict']
-    assert not any(key.startswith('module.') for key in state_dict)  # saved without the DDP wrapper
-    single_config = root / 'single.py'
-    output = check_ok(run_tool([TEST, str(single_config), str(checkpoint), '--work-dir', str(root / 'test_work')],
-                               env=tool_env(extra_path=root)))
-    assert 'coco/bbox_mAP:' in output and 'coco/segm_mAP:' in output
-
-
 def logged_metrics(work_dir: Path) -> dict:
     """The metrics a test run logged to ``work_dir/<timestamp>/<timestamp>.json``."""
     runs = sorted(work_dir.glob('*/[0-9]*.json'))
@@ -162,9 +151,12 @@ def logged_metrics(work_dir: Path) -> dict:
 
 def test_two_process_test_gives_the_metrics_of_one(runs):
     """``tools/dist_test.sh`` with 2 CPU processes: each rank evaluates its half, the results are gathered,
-    and COCO mAP is that of a 1-process test of the same checkpoint."""
+    and COCO mAP is that of a plain 1-process ``tools/test.py`` of the same checkpoint (which loads it: DDP
+    saved it without its wrapper)."""
     root, _ = runs
     checkpoint = root / 'ddp_work' / f'iter_{MAX_ITERS}.pth'
+    state_dict = safe_torch_load(str(checkpoint))['state_dict']
+    assert not any(key.startswith('module.') for key in state_dict)  # saved without the DDP wrapper
     config = root / 'single.py'
     env = tool_env(extra_path=root)
     env.update(PORT=str(free_port()), PATH=os.pathsep.join([os.path.dirname(sys.executable), env['PATH']]))
@@ -173,7 +165,9 @@ def test_two_process_test_gives_the_metrics_of_one(runs):
                          text=True, timeout=600)
     output = check_ok(ddp)
     assert 'Distributed launcher: pytorch' in output or "'backend': 'gloo'" in output
-    check_ok(run_tool([TEST, str(config), str(checkpoint), '--work-dir', str(root / 'single_test')], env=env))
+    single = check_ok(run_tool([TEST, str(config), str(checkpoint), '--work-dir', str(root / 'single_test')],
+                               env=env))
+    assert 'coco/bbox_mAP:' in single and 'coco/segm_mAP:' in single
     two, one = logged_metrics(root / 'ddp_test'), logged_metrics(root / 'single_test')
     keys = [key for key in one if key.startswith('coco/')]
     assert 'coco/bbox_mAP' in keys and 'coco/segm_mAP' in keys

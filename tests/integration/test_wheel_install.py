@@ -29,7 +29,9 @@ def installed(tmp_path_factory):
     install = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', str(target),
                               str(wheel)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
-    env = dict(os.environ, PYTHONPATH=str(target), OMP_NUM_THREADS='1')
+    # The C++ CPU kernels would build again here (1-2 min): their cache is per package folder. The wheel's
+    # sources are checked by test_the_cpu_kernels_sources_are_shipped; building them is tested in tests/unit.
+    env = dict(os.environ, PYTHONPATH=str(target), OMP_NUM_THREADS='1', CONVNEXT_DENSE_CPU_KERNELS='0')
     return target, env
 
 
@@ -51,6 +53,14 @@ def test_configs_come_from_the_installed_package(installed, tmp_path):
     target, env = installed
     out = run([sys.executable, '-m', 'convnext_dense', 'config-path', 'det/cascade_convnext_t_3x'], env, tmp_path)
     assert out.strip() == str(target / 'convnext_dense' / 'configs' / 'det' / 'cascade_convnext_t_3x.py')
+
+
+def test_the_cpu_kernels_sources_are_shipped(installed):
+    from convnext_dense.ops import extension
+    target, _ = installed
+    shipped = target / 'convnext_dense' / 'ops' / 'csrc'
+    for name in extension.SOURCES + extension.HEADERS:
+        assert (shipped / name).read_bytes() == (extension.CSRC / name).read_bytes(), name
 
 
 def test_flops_of_a_config_by_name(installed, tmp_path):
