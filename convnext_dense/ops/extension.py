@@ -21,7 +21,11 @@ SOURCES = ('bindings.cpp', 'dwconv_weight_grad.cpp', 'gelu.cpp', 'mlp_tail.cpp')
 HEADERS = ('kernels.h', 'gelu.h')
 # -march=native: built on the machine that runs it (the AVX2 paths of gelu.h compile only where the CPU has
 # AVX2). A home directory shared by machines with different CPUs needs TORCH_EXTENSIONS_DIR set per machine.
-CFLAGS = ('-O3', '-march=native', '-fopenmp-simd')
+# -fopenmp: ATen's parallel_for is inlined from its headers and runs serially unless the extension is compiled
+# with OpenMP; the extension then links libgomp.so.1, which resolves to the one PyTorch already loaded (same
+# soname), so torch.set_num_threads sets the kernels' threads too.
+CFLAGS = ('-O3', '-march=native', '-fopenmp-simd', '-fopenmp')
+LDFLAGS = ('-fopenmp',)
 
 
 def source_paths() -> list:
@@ -31,7 +35,7 @@ def source_paths() -> list:
 def extension_name() -> str:
     """The extension's name, which names its cache folder: one per torch installation, source folder, flags and
     header contents (PyTorch rebuilds when a source changes, but does not look at the headers)."""
-    key = '\n'.join([torch.__file__, torch.__version__, str(CSRC), *SOURCES, *CFLAGS]).encode()
+    key = '\n'.join([torch.__file__, torch.__version__, str(CSRC), *SOURCES, *CFLAGS, *LDFLAGS]).encode()
     headers = b''.join((CSRC / name).read_bytes() for name in HEADERS if (CSRC / name).is_file())
     return f'convnext_dense_cpu_kernels_{hashlib.sha256(key + headers).hexdigest()[:12]}'
 
@@ -43,7 +47,7 @@ def load() -> Optional[ModuleType]:
     try:
         from torch.utils.cpp_extension import load as build
         return build(extension_name(), sources=source_paths(), extra_cflags=list(CFLAGS),
-                     extra_include_paths=[str(CSRC)])
+                     extra_ldflags=list(LDFLAGS), extra_include_paths=[str(CSRC)])
     except Exception as err:  # no compiler, no headers, read-only cache: PyTorch's own paths still work
         warnings.warn(f'convnext_dense: could not build the C++ CPU kernels ({err}); the model runs PyTorch\'s '
                       f'own ops instead (same results, slower). Install a C++ compiler (g++), or set {ENV_VAR}=0 '
