@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from convnext_dense.benchmark.onnx import CASES, export_case, run_child
+from convnext_dense.deploy.quantize import QUANTIZED_OPS, WEIGHT_TYPES, quantize_onnx
 
 #: The rule for shipping the INT8 path: this speed-up over fp32 ONNX Runtime ...
 MIN_SPEEDUP = 1.3
@@ -49,10 +50,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument('--data-root', help='where the trained models\' test data lies, if not where the configs say')
     parser.add_argument('--calib', help='folder of calibration images (default: synthetic shapes scenes)')
     parser.add_argument('--calib-images', type=int, default=16, help='calibration images per case (default 16)')
-    parser.add_argument('--weights', choices=('int8', 'uint8'), default='int8', help='weight type (default int8)')
+    parser.add_argument('--weights', choices=WEIGHT_TYPES, default='int8', help='weight type (default int8)')
     parser.add_argument('--reduce-range', action=argparse.BooleanOptionalAction, default=True,
                         help='7-bit weights (default on: no VPMADDUBSW saturation without VNNI)')
-    parser.add_argument('--ops', nargs='+', choices=('Conv', 'MatMul', 'Gemm'), default=['Conv', 'MatMul', 'Gemm'],
+    parser.add_argument('--ops', nargs='+', choices=QUANTIZED_OPS, default=list(QUANTIZED_OPS),
                         help='operators to quantize (default all three)')
     parser.add_argument('--eval-images', type=int,
                         help='evaluate on the first N test images only (default: all; a COCO metric counts the '
@@ -103,7 +104,6 @@ def points(kind: str, metrics: Dict[str, Any]) -> Dict[str, float]:
 def measure(case: str, files: Dict[str, Any], calib: Path, args: argparse.Namespace,
             evaluate: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Quantizes one exported case, times both files and (for a trained model) evaluates both."""
-    from convnext_dense.deploy.quantize import quantize_onnx
     int8_file = str(Path(files['onnx']).with_name(Path(files['onnx']).stem + '_int8.onnx'))
     quantize_onnx(files['onnx'], int8_file, calib, max_images=args.calib_images, reduce_range=args.reduce_range,
                   weight_type=args.weights, op_types=args.ops)

@@ -19,8 +19,8 @@ from typing import Callable, Dict, List
 import torch
 
 from convnext_dense.benchmark.backbones import arch_spec
-from convnext_dense.benchmark.common import (Clock, add_common_arguments, add_shape_arguments, environment, paired_ratio,
-                                             parse_size, time_interleaved)
+from convnext_dense.benchmark.common import (Clock, add_common_arguments, add_shape_arguments, environment,
+                                             paired_ratio, parse_size, time_interleaved)
 from convnext_dense.ops import KERNEL_NAMES, NO_KERNELS, CpuKernels, cpu_capability, machine_kernels
 
 #: kernel -> (what is timed, the CpuKernels that turns it on)

@@ -112,11 +112,11 @@ def profile_model(name: str, model: nn.Module, x: torch.Tensor, warmup: int, ite
             handle.remove()
     table: Dict[int, Dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for event in prof.events():
-        milliseconds = event.self_cpu_time_total / 1e3 / iters
+        milliseconds, stage = event.self_cpu_time_total / 1e3 / iters, _stage_of(event)
         if event.name.startswith(SCOPE_PREFIX):
-            table[_stage_of(event)]['kernels+python'] += milliseconds
-        elif _stage_of(event) >= 0:
-            table[_stage_of(event)][group_of(event.name)] += milliseconds
+            table[stage]['kernels+python'] += milliseconds
+        elif stage >= 0:
+            table[stage][group_of(event.name)] += milliseconds
         else:
             table[-1]['total'] += milliseconds
     return table

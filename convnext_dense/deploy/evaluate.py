@@ -31,8 +31,8 @@ def load_test_split(config: Union[str, Path, Any], data_root: Optional[str] = No
     if data_root:
         move_data_root(cfg, data_root)
     if not cfg.get('test_dataloader') or not cfg.get('test_evaluator'):
-        raise DeployError(f'{cfg.filename or config}: no test_dataloader / test_evaluator; give the config the model was trained '
-                          f'and tested with')
+        raise DeployError(f'{cfg.filename or config}: no test_dataloader / test_evaluator; give the config the '
+                          f'model was trained and tested with')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     evaluator = Evaluator(cfg.test_evaluator)

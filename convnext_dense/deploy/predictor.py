@@ -37,6 +37,26 @@ def read_rgb(path: Union[str, Path]) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])
 
 
+def read_metadata(entries: Dict[str, str], path: Union[str, Path]) -> Dict[str, Any]:
+    """The metadata ``convnext-dense export`` stored in a file, each entry parsed from JSON.
+
+    Args:
+        entries: The file's metadata as stored, key -> JSON text (onnx's ``metadata_props`` or ONNX Runtime's
+            ``custom_metadata_map``).
+        path: The file, named in the error.
+
+    Raises:
+        DeployError: The file has no ``task`` entry or an entry is not JSON: it is not one of ours.
+    """
+    try:
+        meta = {key: json.loads(value) for key, value in entries.items()}
+        meta['task']
+    except (KeyError, ValueError) as error:
+        raise DeployError(f'{path}: not written by convnext-dense export (no task in its metadata); export the '
+                          f'model with convnext-dense export CONFIG CHECKPOINT') from error
+    return meta
+
+
 def resize_image(image: np.ndarray, resize: Optional[Dict[str, Any]]) -> Tuple[np.ndarray, Tuple[float, float]]:
     """Applies the test pipeline's ``Resize`` settings with mmcv's transform.
 
@@ -118,13 +138,8 @@ class OnnxPredictor:
         if num_threads:
             options.intra_op_num_threads = num_threads
         self.runtime = onnxruntime.InferenceSession(self.path, options, providers=list(providers))
-        meta = self.runtime.get_modelmeta().custom_metadata_map
-        try:
-            meta = {key: json.loads(value) for key, value in meta.items()}
-            self.task = meta['task']
-        except (KeyError, ValueError) as error:
-            raise DeployError(f'{self.path}: not written by convnext-dense export (no task in its metadata); '
-                              f'export the model with convnext-dense export CONFIG CHECKPOINT') from error
+        meta = read_metadata(self.runtime.get_modelmeta().custom_metadata_map, self.path)
+        self.task = meta['task']
         if self.task not in ('det', 'seg'):
             raise DeployError(f'{self.path} holds a {self.task}, which returns features, not predictions; export '
                               f'the whole model (--what model) to run it on images')

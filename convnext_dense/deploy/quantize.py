@@ -15,14 +15,13 @@ and to the next convolution, say): they compute in float on its int8-rounded val
 input file's metadata, so the predictor and ``infer`` run it as they run the float file, and adds
 ``quantization`` (how it was made).
 """
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from convnext_dense.deploy.predictor import read_rgb
+from convnext_dense.deploy.predictor import read_metadata, read_rgb
 from convnext_dense.errors import DeployError
 
 #: Image file endings read from a calibration folder.
@@ -48,12 +47,8 @@ def calibration_images(calib_dir: Union[str, Path], limit: Optional[int] = None)
 
 def file_metadata(model: Any, path: Union[str, Path]) -> Dict[str, Any]:
     """The JSON metadata of a file of ours (an ``onnx.ModelProto``); a file without it is refused."""
-    try:
-        meta = {p.key: json.loads(p.value) for p in model.metadata_props}
-        task = meta['task']
-    except (KeyError, ValueError) as error:
-        raise DeployError(f'{path}: not written by convnext-dense export (no task in its metadata); export the '
-                          f'model with convnext-dense export CONFIG CHECKPOINT first') from error
+    meta = read_metadata({p.key: p.value for p in model.metadata_props}, path)
+    task = meta['task']
     if task not in ('backbone', 'seg', 'det'):
         raise DeployError(f'{path}: unknown task {task!r} in its metadata; re-export it with convnext-dense export')
     if 'quantization' in meta:

@@ -28,7 +28,6 @@ class CurvesSection:
     notes: List[str] = field(default_factory=list)
 
 
-
 def style_axes(ax, title: str, legend: bool) -> None:
     """The look every curve shares: title, iteration axis from 0 in whole numbers, light grid.
 
@@ -45,6 +44,7 @@ def style_axes(ax, title: str, legend: bool) -> None:
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(fontsize=7)
+
 
 def _training_keys(runs: Sequence[WorkDir]) -> List[str]:
     keys = {key for run in runs for key in run.train if key not in OPTIMISATION_KEYS}
